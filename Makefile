@@ -1,0 +1,78 @@
+# auditron.dr — the two commands people need are `make demo` and `make test`.
+# Everything sets up what is missing first (lab/bootstrap.sh): Debian packages, .venv, links.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+SCALE ?= 1
+SITE ?= primary
+export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+
+.PHONY: help setup lab-up lab-down lab-fail lab-seed lab-status lab-remove demo test test-unit \
+        test-sanity test-lint test-molecule test-faults test-load bench build docs clean
+
+help:
+	@echo "make demo        set up, start the lab, seed it, run preflight and the monthly drill"
+	@echo "make test        set up and run every test but the load suite (unit, sanity, lint, molecule,"
+	@echo "                 integration, faults, security)"
+	@echo "make test-faults | test-load   the fault suite (docs/reliability.md) | the load suite"
+	@echo "make lab-up | lab-down | lab-status | lab-remove"
+	@echo "make lab-fail SITE=primary      kill -9 a whole site"
+	@echo "make lab-seed SCALE=1 [SITE=primary]   load schema, data (~100 MB per SCALE) and files"
+	@echo "make bench       side-by-side benchmarks against the raw tools (docs/benchmarks.md)"
+	@echo "make build       ansible-galaxy collection build"
+
+setup: $(STAMP)
+$(STAMP): requirements/run.txt requirements/test.txt requirements/constraints.txt lab/bootstrap.sh
+	@bash lab/bootstrap.sh
+	@touch $(STAMP)
+
+lab-up: setup
+	@$(PY) -m lab up
+
+lab-down:
+	@if [ -x $(PY) ]; then $(PY) -m lab down; else echo "lab: down (no .venv, nothing was started)"; fi
+
+lab-status: setup
+	@$(PY) -m lab status
+
+lab-remove: setup
+	@$(PY) -m lab remove
+
+lab-fail: setup
+	@$(PY) -m lab fail --site "$(SITE)"
+
+lab-seed: setup
+	@$(PY) -m lab seed --scale "$(SCALE)" --site "$(SITE)"
+
+demo: setup
+	@bash lab/demo.sh "$(SCALE)"
+
+# Everything but the load suite (minutes of pgbench and 20,000 objects): CI runs that after.
+test: setup
+	@$(PY) -m pytest tests -m "not load"
+
+test-unit: setup
+	@$(PY) -m pytest tests/unit
+
+test-sanity: setup
+	@$(PY) -m pytest tests/test_collection_quality.py
+
+test-faults: setup
+	@$(PY) -m pytest tests/faults
+
+# AUDITRON_LOAD_SECONDS=300 AUDITRON_LOAD_OBJECTS=100000 for the issue's full figures.
+test-load: setup
+	@$(PY) -m pytest tests/load -m load
+
+bench: setup
+	@$(PY) -m bench
+
+build: setup
+	@mkdir -p .tmp/build && $(VENV)/bin/ansible-galaxy collection build --force --output-path .tmp/build .
+
+clean: lab-down
+	rm -rf .tmp .collections reports tests/output

@@ -1,0 +1,28 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) 2026 AUDITRON SRE
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""table_check: one per-table result of auditron.dr.pg_assess as a dr_report check row.
+Documented in table_check.yml."""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+from ansible.errors import AnsibleFilterError
+
+
+def table_check(item):
+    if not isinstance(item, dict) or "key" not in item or "value" not in item:
+        raise AnsibleFilterError("table_check expects dict2items entries of pg_assess's tables")
+    stats = item["value"] or {}
+    if not stats.get("ok"):
+        return {"name": "table %s" % item["key"], "result": False, "detail": stats.get("detail") or "not readable"}
+    detail = "%s rows" % stats["rows"] if stats.get("rows") is not None else "readable"
+    if stats.get("max_created_at"):
+        detail += ", newest createdAt %s" % stats["max_created_at"]
+    return {"name": "table %s" % item["key"], "result": True, "detail": detail}
+
+
+class FilterModule(object):
+    def filters(self):
+        return {"table_check": table_check}

@@ -1,0 +1,132 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) 2026 AUDITRON SRE
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The base every auditron.dr module is built on, after amazon.aws's AnsibleAWSModule.
+
+- the shared argument specs (PostgreSQL connection, object-store location, encryption key,
+  AWS endpoint), documented by the doc fragments of the same names;
+- required-library checks with missing_required_lib;
+- one error path: DRError becomes fail_json(msg=...) with its details; anything else becomes
+  fail_json with the traceback.
+
+Modules build an AuditronModule, turn params into plain values, and call one engine function.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import traceback
+
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+
+from ansible_collections.auditron.dr.plugins.module_utils.common import DRError, first_line
+
+
+def postgres_argument_spec():
+    """Connection options, named as community.postgresql names them."""
+    return dict(
+        login_host=dict(type="str", default="", aliases=["host"]),
+        login_port=dict(type="int", default=5432, aliases=["port"]),
+        login_user=dict(type="str", default="postgres"),
+        login_password=dict(type="str", default="", no_log=True),
+        login_unix_socket=dict(type="str", default=""),
+        ssl_mode=dict(type="str", default="prefer",
+                      choices=["allow", "disable", "prefer", "require", "verify-ca", "verify-full"]),
+        ca_cert=dict(type="str", aliases=["ssl_rootcert"]),
+        connect_timeout=dict(type="int", default=10),
+    )
+
+
+def location_suboptions():
+    """One backup or object-store location: a local directory or an S3 bucket (any endpoint)."""
+    return dict(
+        name=dict(type="str", required=True),
+        type=dict(type="str", default="s3", choices=["s3", "local"]),
+        path=dict(type="path"),
+        endpoint_url=dict(type="str", aliases=["endpoint"]),
+        bucket=dict(type="str"),
+        prefix=dict(type="str", default=""),
+        region=dict(type="str", default="us-east-1"),
+        access_key=dict(type="str", no_log=True, aliases=["aws_access_key"]),
+        secret_key=dict(type="str", no_log=True, aliases=["aws_secret_key"]),
+        session_token=dict(type="str", no_log=True),
+        ca_bundle=dict(type="path", aliases=["ca_file"]),
+        validate_certs=dict(type="bool", default=True),
+        sse=dict(type="str", choices=["none", "AES256", "aws:kms"], default="none"),
+        sse_kms_key_id=dict(type="str"),
+    )
+
+
+def aws_suboptions():
+    """An AWS (or AWS-compatible) API endpoint: KMS and Route53 use it."""
+    return dict(
+        endpoint_url=dict(type="str", aliases=["endpoint"]),
+        region=dict(type="str", default="us-east-1"),
+        access_key=dict(type="str", no_log=True),
+        secret_key=dict(type="str", no_log=True),
+        session_token=dict(type="str", no_log=True),
+        ca_bundle=dict(type="path", aliases=["ca_file"]),
+        validate_certs=dict(type="bool", default=True),
+    )
+
+
+def encryption_suboptions():
+    """Where the key-encryption key comes from (envelope encryption, a data key per backup)."""
+    return dict(
+        key_source=dict(type="str", default="file", choices=["file", "kms", "vault", "none"]),
+        key_file=dict(type="path"),
+        kms_key_id=dict(type="str"),
+        aws=dict(type="dict", options=aws_suboptions()),
+        vault_url=dict(type="str"),
+        vault_token=dict(type="str", no_log=True),
+        vault_transit_mount=dict(type="str", default="transit"),
+        vault_transit_key=dict(type="str", no_log=False),
+        vault_namespace=dict(type="str"),
+        vault_ca_bundle=dict(type="path"),
+        vault_derived=dict(type="bool", default=False),
+    )
+
+
+class AuditronModule(object):
+    """AnsibleModule with the collection's conventions; see the module docstring."""
+
+    def __init__(self, argument_spec, required_libs=None, **kwargs):
+        self._module = AnsibleModule(argument_spec=argument_spec, **kwargs)
+        for name, present, import_error in required_libs or ():
+            if not present:
+                self._module.fail_json(msg=missing_required_lib(name), exception=import_error)
+
+    @property
+    def params(self):
+        return self._module.params
+
+    @property
+    def check_mode(self):
+        return self._module.check_mode
+
+    @property
+    def diff_mode(self):
+        return self._module._diff  # pylint: disable=protected-access
+
+    def warn(self, message):
+        self._module.warn(message)
+
+    def log(self, message):
+        self._module.log(message)
+
+    def exit_json(self, **result):
+        self._module.exit_json(**result)
+
+    def fail_json(self, msg, **result):
+        self._module.fail_json(msg=msg, **result)
+
+    def run(self, func, *args, **kwargs):
+        """Call one engine function; exit with its result dict, or fail with one message."""
+        try:
+            result = func(*args, **kwargs)
+        except DRError as exc:
+            self._module.fail_json(msg=exc.message, **exc.details)
+        except Exception as exc:  # pylint: disable=broad-except
+            self._module.fail_json(msg="unexpected error: %s" % first_line(exc), exception=traceback.format_exc())
+        self._module.exit_json(**result)

@@ -1,0 +1,1257 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) 2026 AUDITRON SRE
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The DR timeline: phases of a recovery run, achieved RTO/RPO against the plan, and the report.
+
+The plan (DISASTER_RECOVERY.md) gives every scenario step a time budget and sets the
+objectives: RTO 30 min for critical services and 1 h for the full system, RPO 15 min for the
+database. Its monthly drill asks to "measure RTO/RPO" and its post-incident review asks for a
+documented timeline. This module turns the events of one run into that measurement and that
+document, so a drill produces it without anyone holding a stopwatch.
+
+No Ansible import: the `auditron.dr.dr_timeline` callback feeds a `Timeline`, and tests feed it
+fixed datetimes. Everything here is deterministic given its inputs.
+
+How playbooks feed it (through the callback)
+--------------------------------------------
+- A phase is declared by variables on a block, a role or a task::
+
+      - name: Restore the database
+        vars:
+          dr_phase: restore_database                  # required: the phase key
+          dr_phase_title: Restore database            # optional: what people read
+          dr_phase_plan_step: "Scenario 1, step 4"    # optional: the plan step it implements
+          dr_phase_budget_minutes: 15                 # optional: the plan's budget for it
+        block:
+          - ...
+
+  A phase starts when its first task starts and ends with the last result of its tasks.
+- Data: any task result with a top-level `dr_report` dict, or `ansible.builtin.set_fact:
+  dr_report: {...}`, is merged into the report (dicts deep-merged, lists extended, scalars
+  replaced). Each result is one fragment: do not accumulate into the fact yourself, or lists
+  are counted twice. Recognised keys:
+
+  - `markers`: `incident_start` (failure injected or detected), `service_restored` (app
+    healthy behind the name), `recovery_point` (last transaction recovered); optional
+    `incident_detected`, `recovery_started`, `full_system_restored`, `files_recovery_point`.
+    ISO 8601 strings.
+  - `targets`: `rto_critical_minutes` (30), `rto_full_minutes` (60), `rpo_minutes` (15),
+    `rpo_files_minutes` (60) to override the plan's objectives.
+  - `plan_total_budget_minutes`: the scenario's "Total Time" (default: sum of phase budgets).
+  - `phase_detail`: text appended to the detail of the phase the task belongs to.
+  - sections shown in the report: `scenario`, `site`, `mode`, `backup_used`, `checks` (list of
+    {name, result: ok|failed, detail}), `dns_change`, `notes`, `lessons`; any other key is
+    kept under "Other details".
+
+Public API: `Timeline`, `Phase`, `build_report`, `render_json`, `render_markdown`,
+`render_html`, `write_report`, `key_figures`, `redact`, `deep_merge`, `DEFAULT_TARGETS`.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import copy
+import datetime
+import errno
+import html
+import json
+import os
+import re
+
+from ansible_collections.auditron.dr.plugins.module_utils.common import (
+    DRError, format_time, human_duration, parse_time, utc_now)
+
+SCHEMA = "auditron.dr.report/1"
+REDACTED = "********"
+
+# The plan's "Recovery Objectives", in seconds.
+DEFAULT_TARGETS = {
+    "rto_critical_seconds": 30 * 60,
+    "rto_full_seconds": 60 * 60,
+    "rpo_seconds": 15 * 60,
+    "rpo_files_seconds": 60 * 60,
+}
+
+MARKERS = ("incident_start", "incident_detected", "recovery_started", "service_restored",
+           "full_system_restored", "recovery_point", "files_recovery_point")
+
+# Keys of `dr_report` shown as named sections; anything else goes under "extra".
+SECTIONS = ("scenario", "site", "mode", "backup_used", "checks", "dns_change", "notes", "lessons")
+# Keys of `dr_report` the engine consumes itself.
+CONTROL_KEYS = ("markers", "targets", "plan_total_budget_minutes", "plan_total_budget_seconds", "phase_detail")
+
+PHASE_STATUSES = ("ok", "failed", "skipped", "running")
+MET, MISSED, UNKNOWN = "met", "missed", "unknown"
+
+_MESSAGE_LIMIT = 800
+
+
+# ----------------------------------------------------------------------------------------------
+# Small helpers
+# ----------------------------------------------------------------------------------------------
+
+def _seconds_between(later, earlier):
+    return (later - earlier).total_seconds()
+
+
+def _iso(moment):
+    return format_time(moment) if moment is not None else None
+
+
+def _parse_optional(value):
+    return parse_time(value) if value not in (None, "") else None
+
+
+def short_duration(seconds):
+    """Targets and budgets read best round: '30 min', '1 h', '90 s'; else human_duration."""
+    if seconds is None:
+        return "-"
+    seconds = float(seconds)
+    if seconds >= 3600 and seconds % 3600 == 0:
+        return "%d h" % (seconds // 3600)
+    if seconds >= 60 and seconds % 60 == 0:
+        return "%d min" % (seconds // 60)
+    return human_duration(seconds)
+
+
+def display_time(text):
+    """How people read a report time: to the second (report.json keeps the fraction)."""
+    if not text:
+        return text
+    return re.sub(r"^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})\.\d+Z$", r"\1Z", str(text))
+
+
+def _duration_text(seconds):
+    return "unknown" if seconds is None else human_duration(seconds)
+
+
+def _minutes_to_seconds(value, what):
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise DRError("%s %r is not a number of minutes" % (what, value))
+    if number < 0:
+        raise DRError("%s must not be negative (got %r)" % (what, value))
+    return number * 60.0
+
+
+def _clip(text, limit=_MESSAGE_LIMIT):
+    text = "" if text is None else str(text)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def deep_merge(into, data):
+    """Merge `data` into `into` in place: dicts recursively, lists extended, the rest replaced."""
+    for key, value in data.items():
+        current = into.get(key)
+        if isinstance(current, dict) and isinstance(value, dict):
+            deep_merge(current, value)
+        elif isinstance(current, list):
+            if isinstance(value, list):
+                current.extend(copy.deepcopy(value))
+            else:
+                current.append(copy.deepcopy(value))
+        else:
+            into[key] = copy.deepcopy(value)
+    return into
+
+
+def redact(obj, secrets):
+    """Return a copy of nested data where every occurrence of a secret string is '********'.
+
+    Keys are redacted as well as values. Empty secrets are ignored; longer secrets are
+    replaced first so one that contains another disappears whole.
+    """
+    needles = sorted(set(str(s) for s in (secrets or ()) if s not in (None, "")), key=len, reverse=True)
+    if not needles:
+        return copy.deepcopy(obj)
+
+    def scrub(value):
+        if isinstance(value, str):
+            for needle in needles:
+                if needle in value:
+                    value = value.replace(needle, REDACTED)
+            return value
+        if isinstance(value, dict):
+            return dict((scrub(k), scrub(v)) for k, v in value.items())
+        if isinstance(value, (list, tuple)):
+            return [scrub(v) for v in value]
+        return value
+
+    return scrub(obj)
+
+
+# ----------------------------------------------------------------------------------------------
+# The model
+# ----------------------------------------------------------------------------------------------
+
+class Phase:
+    """One phase of the run: a block/role/task group declared with `dr_phase`."""
+
+    def __init__(self, name, start, title=None, plan_step=None, budget_seconds=None):
+        self.name = name
+        self.title = title or name
+        self.plan_step = plan_step
+        self.budget_seconds = budget_seconds
+        self.start = start
+        self.end = None
+        self.tasks = []          # task names in order of first start, without repeats
+        self.results = {"ok": 0, "changed": 0, "failed": 0, "skipped": 0, "ignored": 0, "unreachable": 0}
+        self.failures = []       # dicts: task, host, message, at, final (decided by Timeline.finish)
+        self.details = []
+
+    def add_task(self, task_name, at, title=None, plan_step=None, budget_seconds=None):
+        if at < self.start:
+            self.start = at
+        # The first declaration wins; later tasks only fill what was not given.
+        if title and self.title == self.name:
+            self.title = title
+        if plan_step and not self.plan_step:
+            self.plan_step = plan_step
+        if budget_seconds is not None and self.budget_seconds is None:
+            self.budget_seconds = budget_seconds
+        if task_name and task_name not in self.tasks:
+            self.tasks.append(task_name)
+
+    def add_result(self, at, status):
+        self.results[status] = self.results.get(status, 0) + 1
+        if self.end is None or at > self.end:
+            self.end = at
+
+    def status(self, finished):
+        if any(f["final"] for f in self.failures):
+            return "failed"
+        ran = self.results["ok"] + self.results["changed"] + self.results["ignored"] + len(self.failures)
+        if ran:
+            return "ok"
+        if self.results["skipped"]:
+            return "skipped"
+        return "skipped" if finished else "running"
+
+
+class Timeline:
+    """Collects the events of one run; `to_report()` turns them into the report dict.
+
+    Every method takes the time of the event explicitly, so tests use fixed datetimes.
+    """
+
+    def __init__(self, playbook=None, started_at=None, targets=None):
+        self.playbook = playbook
+        self.started_at = started_at
+        self.finished_at = None
+        self.finished = False
+        self.phases = []
+        self._by_name = {}
+        self.loose_failures = []   # failures of tasks outside any phase
+        self._failure_order = []   # every failure in arrival order, to decide which were final
+        self.markers = {}
+        self.targets = dict(DEFAULT_TARGETS)
+        self.plan_total_budget_seconds = None
+        self.data = {}
+        self.warnings = []
+        if targets:
+            self.set_targets(targets)
+
+    # -- feeding -----------------------------------------------------------------------------
+
+    def phase(self, name):
+        return self._by_name.get(name)
+
+    def start_task(self, phase_name, at, task_name=None, title=None, plan_step=None, budget_seconds=None):
+        """A task of `phase_name` starts: open the phase at its first task."""
+        if self.started_at is None:
+            self.started_at = at
+        phase = self._by_name.get(phase_name)
+        if phase is None:
+            phase = Phase(phase_name, at, title=title, plan_step=plan_step, budget_seconds=budget_seconds)
+            self.phases.append(phase)
+            self._by_name[phase_name] = phase
+        phase.add_task(task_name, at, title=title, plan_step=plan_step, budget_seconds=budget_seconds)
+        return phase
+
+    def record_result(self, phase_name, at, status, task_name=None, host=None, message=None):
+        """One task result. status: ok, changed, skipped, ignored (failed with ignore_errors),
+        failed or unreachable. `phase_name` None means the task belongs to no phase: its
+        failures still count, so the report can say where a run broke."""
+        if status not in ("ok", "changed", "skipped", "ignored", "failed", "unreachable"):
+            raise DRError("unknown task status %r" % status)
+        phase = self._by_name.get(phase_name) if phase_name else None
+        if phase_name and phase is None:
+            phase = self.start_task(phase_name, at, task_name=task_name)
+        if phase is not None:
+            phase.add_result(at, "failed" if status == "unreachable" else status)
+        if status in ("failed", "unreachable"):
+            failure = {"phase": phase_name, "task": task_name, "host": host, "at": at,
+                       "message": _clip(message or ("host unreachable" if status == "unreachable" else "failed")),
+                       "final": True}
+            if phase is not None:
+                phase.failures.append(failure)
+            else:
+                self.loose_failures.append(failure)
+            self._failure_order.append(failure)
+
+    def merge(self, data, phase_name=None):
+        """Merge one `dr_report` fragment. Bad markers or targets become warnings, not errors:
+        a typo in a playbook must not cost the report of a real incident."""
+        if not isinstance(data, dict):
+            self.warnings.append("ignored a dr_report that is not a mapping: %r" % (_clip(data, 120),))
+            return
+        data = copy.deepcopy(data)
+        for name, value in (data.pop("markers", None) or {}).items():
+            self.set_marker(name, value)
+        targets = data.pop("targets", None)
+        if targets:
+            self.set_targets(targets)
+        for key, factor in (("plan_total_budget_minutes", 60.0), ("plan_total_budget_seconds", 1.0)):
+            if key in data:
+                value = data.pop(key)
+                try:
+                    self.plan_total_budget_seconds = float(value) * factor
+                except (TypeError, ValueError):
+                    self.warnings.append("%s %r is not a number" % (key, value))
+        detail = data.pop("phase_detail", None)
+        if detail:
+            phase = self._by_name.get(phase_name) if phase_name else None
+            if phase is not None:
+                phase.details.append(_clip(detail))
+            else:
+                data.setdefault("notes", []).append(str(detail))
+        for key in ("notes", "lessons", "checks"):
+            if key in data and not isinstance(data[key], list):
+                data[key] = [data[key]]
+        if isinstance(data.get("checks"), list):
+            data["checks"] = [_normalise_check(c, phase_name) for c in data["checks"]]
+        for key in ("notes", "lessons"):
+            if key in self.data and not isinstance(self.data[key], list):
+                self.data[key] = [self.data[key]]
+        deep_merge(self.data, data)
+
+    def set_marker(self, name, value):
+        if value in (None, ""):
+            return
+        try:
+            self.markers[name] = parse_time(value, what="marker %s" % name)
+        except DRError as exc:
+            self.warnings.append(str(exc))
+
+    def set_targets(self, targets):
+        for key, value in targets.items():
+            try:
+                if key.endswith("_minutes"):
+                    name, seconds = key[:-len("_minutes")] + "_seconds", _minutes_to_seconds(value, key)
+                elif key.endswith("_seconds"):
+                    name, seconds = key, _minutes_to_seconds(value, key) / 60.0
+                else:
+                    raise DRError("unknown target %r (use e.g. rto_critical_minutes)" % key)
+                if name not in DEFAULT_TARGETS:
+                    raise DRError("unknown target %r (known: %s)" % (key, ", ".join(sorted(DEFAULT_TARGETS))))
+                self.targets[name] = seconds
+            except DRError as exc:
+                self.warnings.append(str(exc))
+
+    def finish(self, at, final_failures=None):
+        """The run ended at `at`. `final_failures` maps host -> number of failures that were not
+        rescued (Ansible's stats failures + unreachable). Rescued failures do not count against
+        the host, and a host's unrescued failures are its last ones (after an unrescued failure
+        only `always` sections run), so per host the last N recorded failures are final and the
+        earlier ones were rescued. None: every failure is final."""
+        self.finished_at = at
+        self.finished = True
+        if final_failures is None:
+            return
+        by_host = {}
+        for failure in self._failure_order:
+            by_host.setdefault(failure["host"], []).append(failure)
+        for host, failures in by_host.items():
+            keep = max(0, int(final_failures.get(host, 0)))
+            for index, failure in enumerate(failures):
+                failure["final"] = index >= len(failures) - keep
+
+    # -- reading -----------------------------------------------------------------------------
+
+    def to_report(self, now=None):
+        return build_report(self, now=now)
+
+
+def _normalise_check(check, phase_name):
+    if not isinstance(check, dict):
+        check = {"name": str(check), "result": "ok"}
+    check = dict(check)
+    result = check.get("result", check.get("status"))
+    if isinstance(result, bool):
+        result = "ok" if result else "failed"
+    text = str(result if result is not None else "unknown").strip().lower()
+    if text in ("ok", "pass", "passed", "success", "succeeded", "true", "yes"):
+        text = "ok"
+    elif text in ("fail", "failed", "failure", "error", "false", "no"):
+        text = "failed"
+    check["result"] = text
+    check.setdefault("name", "check")
+    check.setdefault("detail", "")
+    if phase_name and "phase" not in check:
+        check["phase"] = phase_name
+    return check
+
+
+# ----------------------------------------------------------------------------------------------
+# Report building: all arithmetic happens here, renderers only format
+# ----------------------------------------------------------------------------------------------
+
+def _verdict(achieved, target):
+    if achieved is None or target is None:
+        return UNKNOWN
+    return MET if achieved <= target else MISSED
+
+
+def _objective(key, label, kind, target, achieved, basis, note=None):
+    return {"key": key, "label": label, "kind": kind, "target_seconds": target,
+            "achieved_seconds": achieved, "verdict": _verdict(achieved, target),
+            "basis": basis, "note": note}
+
+
+def _first_phase_after(phases, moment):
+    for phase in phases:
+        if moment is None or phase.start >= moment:
+            return phase
+    return phases[0] if phases else None
+
+
+def build_report(timeline, now=None):
+    """The report as plain JSON-ready data (times as ISO 8601 strings)."""
+    now = now or utc_now()
+    markers = dict(timeline.markers)
+    phases = sorted(timeline.phases, key=lambda p: p.start)
+    run_start = timeline.started_at or (phases[0].start if phases else None)
+    run_end = timeline.finished_at or now
+    targets = timeline.targets
+    warnings = list(timeline.warnings)
+
+    final_failures = [f for f in timeline._failure_order if f["final"]]
+    if timeline.finished:
+        run_status = "failed" if final_failures else "succeeded"
+    else:
+        run_status = "running"
+
+    # --- RTO -----------------------------------------------------------------------------
+    incident = markers.get("incident_start")
+    restored = markers.get("service_restored")
+    if incident is not None:
+        rto_origin, origin_basis = incident, "incident_start"
+    else:
+        rto_origin, origin_basis = run_start, "start of the run"
+    origin_note = None
+    if incident is None:
+        origin_note = ("incident_start was not given: RTO is counted from the start of the run, "
+                       "so the time before anyone ran the playbook is missing from it")
+    rto_note = origin_note
+    rto_achieved = None
+    if restored is None:
+        rto_note = "service_restored was not marked: the service was not confirmed healthy by this run"
+        if run_status == "failed":
+            rto_note = "the run failed before the service was restored"
+    elif rto_origin is not None:
+        rto_achieved = max(0.0, _seconds_between(restored, rto_origin))
+    rto_critical = _objective(
+        "rto_critical", "RTO, critical services", "rto", targets["rto_critical_seconds"], rto_achieved,
+        "service_restored - %s" % origin_basis, rto_note)
+    # A run that has already used up the target without restoring the service has missed it.
+    if rto_achieved is None and rto_origin is not None and run_status != "running":
+        elapsed = _seconds_between(run_end, rto_origin)
+        if elapsed > targets["rto_critical_seconds"]:
+            rto_critical["verdict"] = MISSED
+            rto_critical["note"] = (rto_critical["note"] or "") + " (%s elapsed without it)" % human_duration(elapsed)
+
+    full_restored = markers.get("full_system_restored") or restored
+    full_basis = "%s - %s" % ("full_system_restored" if markers.get("full_system_restored") else "service_restored",
+                              origin_basis)
+    rto_full_achieved = None
+    if full_restored is not None and rto_origin is not None:
+        rto_full_achieved = max(0.0, _seconds_between(full_restored, rto_origin))
+    rto_full = _objective("rto_full", "RTO, full system", "rto", targets["rto_full_seconds"], rto_full_achieved,
+                          full_basis, None if rto_full_achieved is not None else rto_critical["note"])
+
+    # --- RPO -----------------------------------------------------------------------------
+    def rpo(key, label, point_name, target):
+        point = markers.get(point_name)
+        if incident is None or point is None:
+            missing = [n for n, v in (("incident_start", incident), (point_name, point)) if v is None]
+            return _objective(key, label, "rpo", target, None, "incident_start - %s" % point_name,
+                              "unknown: %s not given" % " and ".join(missing))
+        loss = _seconds_between(incident, point)
+        note = None
+        if loss < 0:
+            note = "%s is after incident_start: no committed data was lost" % point_name
+            loss = 0.0
+        return _objective(key, label, "rpo", target, loss, "incident_start - %s" % point_name, note)
+
+    rpo_db = rpo("rpo_database", "RPO, database", "recovery_point", targets["rpo_seconds"])
+    objectives = [rto_critical, rto_full, rpo_db]
+    if markers.get("files_recovery_point") is not None:
+        objectives.append(rpo("rpo_files", "RPO, file storage", "files_recovery_point", targets["rpo_files_seconds"]))
+
+    # --- phases and budgets -------------------------------------------------------------
+    # A rescue that rolls back and then fails the run (outside any phase) hides where it went
+    # wrong: the phase of the last rescued failure is the one that failed.
+    rolled_back_phase = None
+    if run_status == "failed" and not any(f.get("phase") for f in final_failures):
+        rescued_in_phases = [f for f in timeline._failure_order if not f["final"] and f.get("phase")]
+        if rescued_in_phases:
+            rolled_back_phase = rescued_in_phases[-1]["phase"]
+    phase_rows = []
+    for index, phase in enumerate(phases):
+        end = phase.end or (phase.start if timeline.finished else now)
+        duration = max(0.0, _seconds_between(end, phase.start))
+        status = phase.status(timeline.finished)
+        if phase.name == rolled_back_phase:
+            status = "failed"
+        over = phase.budget_seconds is not None and duration > phase.budget_seconds
+        details = list(phase.details)
+        for failure in phase.failures:
+            if failure["final"]:
+                details.append("FAILED: task %r on %s: %s" % (failure["task"], failure["host"], failure["message"]))
+            else:
+                details.append("rescued: task %r failed on %s: %s"
+                               % (failure["task"], failure["host"], failure["message"]))
+        phase_rows.append({
+            "index": index + 1,
+            "name": phase.name,
+            "title": phase.title,
+            "plan_step": phase.plan_step,
+            "budget_seconds": phase.budget_seconds,
+            "start": _iso(phase.start),
+            "end": _iso(phase.end),
+            "duration_seconds": duration,
+            "status": status,
+            "over_budget": bool(over),
+            "budget_used_percent": (round(100.0 * duration / phase.budget_seconds, 1)
+                                    if phase.budget_seconds else None),
+            "tasks": list(phase.tasks),
+            "results": dict(phase.results),
+            "detail": "\n".join(details),
+        })
+
+    budgeted = [(p, row) for p, row in zip(phases, phase_rows) if row["budget_seconds"] is not None]
+    total_budget = timeline.plan_total_budget_seconds
+    if total_budget is None and budgeted:
+        total_budget = sum(row["budget_seconds"] for _p, row in budgeted)
+    span = budgeted or list(zip(phases, phase_rows))
+    actual_total = None
+    if span:
+        first = min(p.start for p, _row in span)
+        last = max((p.end or p.start) for p, _row in span)
+        actual_total = max(0.0, _seconds_between(last, first))
+    budget = {
+        "total_budget_seconds": total_budget,
+        "actual_seconds": actual_total,
+        "basis": ("wall clock from the start of the first budgeted phase to the end of the last"
+                  if budgeted else "wall clock of all phases (no phase has a budget)"),
+        "over_budget": bool(total_budget is not None and actual_total is not None and actual_total > total_budget),
+        "phases_over_budget": [row["name"] for row in phase_rows if row["over_budget"]],
+    }
+
+    # --- failure, timeline of events ---------------------------------------------------
+    def failure_view(failure):
+        phase = timeline.phase(failure["phase"]) if failure["phase"] else None
+        return {"phase": failure["phase"], "phase_title": phase.title if phase else None,
+                "task": failure["task"], "host": failure["host"], "message": failure["message"],
+                "at": _iso(failure["at"])}
+
+    failures = [failure_view(f) for f in final_failures]
+    rescued = [failure_view(f) for f in timeline._failure_order if not f["final"]]
+
+    recovery_phase = _first_phase_after(phases, incident)
+    recovery_started = markers.get("recovery_started") or (recovery_phase.start if recovery_phase else None)
+    detected = markers.get("incident_detected") or incident
+    events = []
+    if markers.get("recovery_point"):
+        events.append((markers["recovery_point"], "Recovery point: last transaction recovered"))
+    if incident:
+        events.append((incident, "Incident start (failure happened, injected or detected)"))
+    if markers.get("incident_detected"):
+        events.append((markers["incident_detected"], "Incident detected"))
+    for phase, row in zip(phases, phase_rows):
+        events.append((phase.start, "Phase started: %s" % phase.title))
+        if phase.end is not None:
+            events.append((phase.end, "Phase ended (%s, %s): %s"
+                           % (row["status"], human_duration(row["duration_seconds"]), phase.title)))
+    for failure in final_failures:
+        events.append((failure["at"], "FAILED: task %r on %s" % (failure["task"], failure["host"])))
+    if restored:
+        events.append((restored, "Service restored (healthy behind the name)"))
+    if markers.get("full_system_restored"):
+        events.append((markers["full_system_restored"], "Full system restored"))
+    events.sort(key=lambda e: e[0])
+
+    data = copy.deepcopy(timeline.data)
+    sections = dict((key, data.pop(key, None)) for key in SECTIONS)
+    for key in ("notes", "lessons", "checks"):
+        if sections[key] is None:
+            sections[key] = []
+        elif not isinstance(sections[key], list):
+            sections[key] = [sections[key]]
+
+    report = {
+        "schema": SCHEMA,
+        "playbook": timeline.playbook,
+        "generated_at": _iso(now),
+        "scenario": sections["scenario"],
+        "site": sections["site"],
+        "mode": sections["mode"],
+        "run": {
+            "status": run_status,
+            "start": _iso(run_start),
+            "end": _iso(timeline.finished_at),
+            "duration_seconds": (max(0.0, _seconds_between(run_end, run_start)) if run_start else None),
+        },
+        "markers": dict((name, _iso(value)) for name, value in sorted(markers.items())),
+        "timeline_origin": {"at": _iso(rto_origin), "basis": origin_basis, "note": origin_note},
+        "targets": dict(targets),
+        "objectives": objectives,
+        "rto": rto_critical,
+        "rpo": rpo_db,
+        "document_timeline": {
+            "detected": _iso(detected),
+            "recovery_initiated": _iso(recovery_started),
+            "recovery_initiated_basis": ("recovery_started" if markers.get("recovery_started")
+                                         else "start of the first phase after the incident"),
+            "service_restored": _iso(restored),
+            "events": [{"at": _iso(at), "event": text} for at, text in events],
+        },
+        "phases": phase_rows,
+        "budget": budget,
+        "failure": _headline_failure(failures, rescued, rolled_back_phase),
+        "failures": failures,
+        "rescued_failures": rescued,
+        "checks": sections["checks"],
+        "backup_used": sections["backup_used"],
+        "dns_change": sections["dns_change"],
+        "notes": sections["notes"],
+        "lessons": sections["lessons"],
+        "extra": data,
+        "warnings": warnings,
+        "report_path": None,
+    }
+    report["set_stats"] = _set_stats_section(report)
+    return report
+
+
+def _flat_backup(value):
+    if value is None or isinstance(value, (str, int, float)):
+        return value
+    if isinstance(value, dict):
+        for key in ("id", "label", "name", "backup_id", "path"):
+            if value.get(key) not in (None, ""):
+                return str(value[key])
+        return json.dumps(value, sort_keys=True, default=str)
+    return str(value)
+
+
+def key_figures(report):
+    """The figures AWX and dashboards want, flat: for `ansible.builtin.set_stats` or metrics."""
+    report = _as_report(report)
+    rto, rpo = report["rto"], report["rpo"]
+    return {
+        "rto_seconds": rto["achieved_seconds"],
+        "rpo_seconds": rpo["achieved_seconds"],
+        "rto_met": None if rto["verdict"] == UNKNOWN else rto["verdict"] == MET,
+        "rpo_met": None if rpo["verdict"] == UNKNOWN else rpo["verdict"] == MET,
+        "rto_target_seconds": rto["target_seconds"],
+        "rpo_target_seconds": rpo["target_seconds"],
+        "recovery_point": report["markers"].get("recovery_point"),
+        "backup_used": _flat_backup(report.get("backup_used")),
+        "run_status": report["run"]["status"],
+        "report_path": report.get("report_path"),
+    }
+
+
+def _headline_failure(failures, rescued, rolled_back_phase):
+    """The failure a reader should see first. When a rescue rolled back and then failed the
+    run outside any phase, that is the phase whose failure was rescued, not the final fail."""
+    if not failures:
+        return None
+    if rolled_back_phase:
+        origin = [f for f in rescued if f["phase"] == rolled_back_phase]
+        if origin:
+            headline = dict(origin[-1])
+            headline["run_ended_by"] = {"task": failures[0]["task"], "message": failures[0]["message"]}
+            return headline
+    return failures[0]
+
+
+def _set_stats_section(report):
+    return {
+        "data": key_figures(report),
+        "how": ("A callback cannot call set_stats. To publish these figures as AWX artifacts, read "
+                "report.json after the run, or compute them in the playbook with "
+                "ansible.builtin.set_stats: {data: {dr_rto_seconds: ..., dr_rto_met: ...}}; the names above "
+                "are the ones key_figures() returns."),
+    }
+
+
+def _as_report(report):
+    return report.to_report() if isinstance(report, Timeline) else report
+
+
+# ----------------------------------------------------------------------------------------------
+# Rendering
+# ----------------------------------------------------------------------------------------------
+
+def render_json(report):
+    return json.dumps(_as_report(report), indent=2, sort_keys=True, default=str) + "\n"
+
+
+def _verdict_word(verdict):
+    return {MET: "met", MISSED: "MISSED", UNKNOWN: "unknown"}.get(verdict, str(verdict))
+
+
+def _headline(report):
+    """One line a person reads first."""
+    rto, rpo = report["rto"], report["rpo"]
+    return "RTO %s (target %s, %s), RPO %s (target %s, %s)" % (
+        _duration_text(rto["achieved_seconds"]), short_duration(rto["target_seconds"]), _verdict_word(rto["verdict"]),
+        _duration_text(rpo["achieved_seconds"]), short_duration(rpo["target_seconds"]), _verdict_word(rpo["verdict"]))
+
+
+def summary_line(report):
+    report = _as_report(report)
+    return _headline(report)
+
+
+def _title(report):
+    name = report.get("playbook") or "run"
+    return "DR report: %s" % os.path.basename(str(name))
+
+
+def _failure_sentence(failure):
+    where = ("phase %s (%s)" % (failure["phase"], failure["phase_title"])) if failure["phase"] else "a task outside any phase"
+    return "failed in %s, task \"%s\" on %s: %s" % (where, failure["task"], failure["host"], failure["message"])
+
+
+# -- Markdown ----------------------------------------------------------------------------------
+
+def _md(text):
+    """Table-cell safe: no pipes or line breaks from playbook data break the table."""
+    text = "" if text is None else str(text)
+    text = text.replace("\\", "\\\\").replace("|", "\\|").replace("<", "&lt;")
+    return text.replace("\r", "").replace("\n", "<br>")
+
+
+def _md_verdict(verdict):
+    return {MET: "✅ met", MISSED: "❌ **MISSED**", UNKNOWN: "❔ unknown"}.get(verdict, _md(verdict))
+
+
+def _md_value(value, indent=""):
+    """Any JSON value as Markdown list lines."""
+    lines = []
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if isinstance(item, (dict, list)) and item:
+                lines.append("%s- **%s**:" % (indent, _md(key)))
+                lines.extend(_md_value(item, indent + "  "))
+            else:
+                lines.append("%s- **%s**: %s" % (indent, _md(key), _md(item)))
+    elif isinstance(value, list):
+        for item in value:
+            if isinstance(item, (dict, list)):
+                lines.append("%s-" % indent)
+                lines.extend(_md_value(item, indent + "  "))
+            else:
+                lines.append("%s- %s" % (indent, _md(item)))
+    else:
+        lines.append("%s%s" % (indent, _md(value)))
+    return lines
+
+
+def render_markdown(report):
+    report = _as_report(report)
+    rto, rpo = report["rto"], report["rpo"]
+    out = ["# %s" % _md(_title(report)), ""]
+    facts = [("Scenario", report.get("scenario")), ("Site", report.get("site")), ("Mode", report.get("mode")),
+             ("Run", report["run"]["status"]), ("Generated", display_time(report.get("generated_at")))]
+    out.append(" · ".join("%s: **%s**" % (k, _md(v)) for k, v in facts if v not in (None, "")))
+    out.append("")
+    out.append("> %s" % _md(_headline(report)))
+    out.append("")
+    for failure in report["failures"]:
+        out.append("> ❌ **Run %s**" % _md(_failure_sentence(failure)))
+        out.append("")
+
+    out += ["## Summary", "", "| Objective | Target | Achieved | Verdict | Measured as |", "|---|---|---|---|---|"]
+    for objective in report["objectives"]:
+        out.append("| %s | %s | %s | %s | %s |" % (
+            _md(objective["label"]), short_duration(objective["target_seconds"]),
+            _duration_text(objective["achieved_seconds"]), _md_verdict(objective["verdict"]),
+            _md(objective["basis"] + (" — " + objective["note"] if objective["note"] else ""))))
+    budget = report["budget"]
+    out.append("| Plan budget (all steps) | %s | %s | %s | %s |" % (
+        short_duration(budget["total_budget_seconds"]), _duration_text(budget["actual_seconds"]),
+        "⚠️ **over budget**" if budget["over_budget"] else ("within budget" if budget["total_budget_seconds"] else "-"),
+        _md(budget["basis"])))
+    out.append("")
+    out.append("- **Recovery point** (last transaction recovered): %s" % _md(display_time(report["markers"].get("recovery_point")) or "unknown"))
+    out.append("- **Incident start**: %s" % _md(display_time(report["markers"].get("incident_start")) or "not given"))
+    out.append("- **Service restored**: %s" % _md(display_time(report["markers"].get("service_restored")) or "not marked"))
+    out.append("- **Backup used**: %s" % _md(_flat_backup(report.get("backup_used")) or "not reported"))
+    if report["timeline_origin"]["note"]:
+        out.append("- **Note**: %s" % _md(report["timeline_origin"]["note"]))
+    out.append("")
+
+    out += ["## Phases", "", "| # | Phase | Plan step | Budget | Actual | Status |", "|---|---|---|---|---|---|"]
+    for row in report["phases"]:
+        status = {"failed": "❌ **failed**", "ok": "ok", "skipped": "skipped", "running": "running"}.get(
+            row["status"], _md(row["status"]))
+        actual = human_duration(row["duration_seconds"])
+        if row["over_budget"]:
+            actual += " ⚠️ **over budget**"
+        out.append("| %d | %s (`%s`) | %s | %s | %s | %s |" % (
+            row["index"], _md(row["title"]), _md(row["name"]), _md(row["plan_step"] or "-"),
+            short_duration(row["budget_seconds"]), actual, status))
+    out.append("| | **Total** | | %s | %s | %s |" % (
+        short_duration(budget["total_budget_seconds"]), _duration_text(budget["actual_seconds"]),
+        "⚠️ **over budget**" if budget["over_budget"] else ""))
+    out.append("")
+    details = [row for row in report["phases"] if row["detail"]]
+    if details:
+        out += ["### Phase details", ""]
+        for row in details:
+            out.append("- **%s**: %s" % (_md(row["title"]), _md(row["detail"])))
+        out.append("")
+
+    out += ["## Checks", ""]
+    if report["checks"]:
+        out += ["| Check | Result | Detail |", "|---|---|---|"]
+        for check in report["checks"]:
+            result = "❌ **failed**" if check.get("result") == "failed" else _md(check.get("result"))
+            out.append("| %s | %s | %s |" % (_md(check.get("name")), result, _md(check.get("detail"))))
+    else:
+        out.append("_No checks were reported._")
+    out.append("")
+
+    for key, heading in (("backup_used", "Backup used"), ("dns_change", "DNS change"), ("notes", "Notes"),
+                         ("lessons", "Lessons learned"), ("extra", "Other details"), ("warnings", "Report warnings")):
+        value = report.get(key)
+        if value in (None, "", [], {}):
+            continue
+        out += ["## %s" % heading, ""] + _md_value(value) + [""]
+
+    # The plan's "Post-Incident Review", with what the run knows filled in.
+    timeline = report["document_timeline"]
+    out += ["## Post-Incident Review", "", "### 1. Document Timeline", ""]
+    out.append("- **When was the issue detected?** %s" % _md(display_time(timeline["detected"]) or "unknown (no incident_start marker)"))
+    out.append("- **When was recovery initiated?** %s (%s)"
+               % (_md(display_time(timeline["recovery_initiated"]) or "unknown"),
+                  _md(timeline["recovery_initiated_basis"])))
+    out.append("- **When was service restored?** %s" % _md(display_time(timeline["service_restored"]) or "not restored by this run"))
+    out.append("- **Actual RTO/RPO achieved:** RTO %s (target %s, %s); RPO %s (target %s, %s)" % (
+        _duration_text(rto["achieved_seconds"]), short_duration(rto["target_seconds"]), _md_verdict(rto["verdict"]),
+        _duration_text(rpo["achieved_seconds"]), short_duration(rpo["target_seconds"]), _md_verdict(rpo["verdict"])))
+    out += ["", "| Time (UTC) | Event |", "|---|---|"]
+    for event in timeline["events"]:
+        out.append("| %s | %s |" % (_md(display_time(event["at"])), _md(event["event"])))
+    out.append("")
+    out += ["### 2. Root Cause Analysis", "",
+            "- What caused the incident? _to be filled in_",
+            "- Why wasn't it prevented? _to be filled in_",
+            "- What monitoring gaps exist? _to be filled in_", ""]
+    if (report.get("mode") or "") == "drill":
+        out += ["_This was a drill: the failure was injected on purpose at incident_start. Record what the "
+                "drill revealed instead._", ""]
+    out += ["### 3. Action Items", "",
+            "- [ ] Update DR procedures: _to be filled in_",
+            "- [ ] Improve monitoring: _to be filled in_",
+            "- [ ] Add preventive measures: _to be filled in_",
+            "- [ ] Schedule follow-up drills: _to be filled in_"]
+    for row in report["phases"]:
+        if row["over_budget"]:
+            out.append("- [ ] Phase %s took %s against a budget of %s: speed it up or update the plan's budget" % (
+                _md(row["title"]), human_duration(row["duration_seconds"]), short_duration(row["budget_seconds"])))
+    for objective in report["objectives"]:
+        if objective["verdict"] == MISSED:
+            out.append("- [ ] %s target %s missed (%s): find why" % (
+                _md(objective["label"]), short_duration(objective["target_seconds"]),
+                _duration_text(objective["achieved_seconds"])))
+    for failure in report["failures"]:
+        out.append("- [ ] Fix the failure: %s" % _md(_failure_sentence(failure)))
+    for lesson in report["lessons"]:
+        out.append("- [ ] Lesson: %s" % _md(lesson))
+    out += ["", "### 4. Communication", "",
+            "- [ ] Notify stakeholders: _who, when_",
+            "- [ ] Update status page: _link_",
+            "- [ ] Send post-mortem report: _link_", ""]
+    return "\n".join(out)
+
+
+# -- HTML --------------------------------------------------------------------------------------
+
+def _h(value):
+    return html.escape("" if value is None else str(value), quote=True)
+
+
+_CSS = """
+body{font-family:-apple-system,"Segoe UI",Roboto,Helvetica,Arial,sans-serif;color:#1f2328;margin:0;background:#f6f8fa}
+main{max-width:1100px;margin:0 auto;padding:24px}
+h1{font-size:26px;margin:0 0 4px}h2{font-size:19px;margin:28px 0 10px;border-bottom:1px solid #d0d7de;padding-bottom:4px}
+.sub{color:#57606a;margin:0 0 16px}.sub b{color:#1f2328}
+.banner{padding:12px 16px;border-radius:6px;margin:12px 0;font-weight:600}
+.banner.failed{background:#ffebe9;border:1px solid #cf222e;color:#82071e}
+.banner.ok{background:#dafbe1;border:1px solid #2da44e;color:#116329}
+.banner.running{background:#ddf4ff;border:1px solid #54aeff;color:#0550ae}
+.cards{display:flex;flex-wrap:wrap;gap:12px}
+.card{flex:1 1 200px;background:#fff;border:1px solid #d0d7de;border-left:8px solid #8c959f;border-radius:6px;padding:10px 14px}
+.card.met{border-left-color:#2da44e}.card.missed{border-left-color:#cf222e;background:#fff5f5}.card.unknown{border-left-color:#8c959f}
+.card.over{border-left-color:#d4a72c;background:#fffbea}
+.card .label{color:#57606a;font-size:13px}.card .value{font-size:26px;font-weight:700;margin:2px 0}
+.card .target{font-size:13px;color:#57606a}.card .note{font-size:12px;color:#57606a;margin-top:4px}
+.badge{display:inline-block;border-radius:10px;padding:1px 9px;font-size:12px;font-weight:700;text-transform:uppercase}
+.badge.met,.badge.ok{background:#dafbe1;color:#116329}.badge.missed,.badge.failed{background:#cf222e;color:#fff}
+.badge.unknown,.badge.skipped{background:#eaeef2;color:#57606a}.badge.running{background:#ddf4ff;color:#0550ae}
+.badge.over{background:#d4a72c;color:#fff}
+table{border-collapse:collapse;width:100%;background:#fff;font-size:14px}
+th,td{border:1px solid #d0d7de;padding:6px 8px;text-align:left;vertical-align:top}
+th{background:#f6f8fa}tr.failed td{background:#fff5f5}tr.over td{background:#fffbea}
+td.num{text-align:right;white-space:nowrap}td.time{white-space:nowrap}
+td pre,.pre{white-space:pre-wrap;margin:0;font-family:ui-monospace,Menlo,Consolas,monospace;font-size:12px}
+.chart{background:#fff;border:1px solid #d0d7de;border-radius:6px;padding:8px;overflow-x:auto}
+.legend{font-size:13px;color:#57606a;margin:6px 0}.legend span{display:inline-block;margin-right:14px}
+.sw{display:inline-block;width:14px;height:10px;margin-right:4px;vertical-align:middle;border:1px solid #8c959f}
+dl.kv{display:grid;grid-template-columns:max-content auto;gap:4px 14px;background:#fff;border:1px solid #d0d7de;padding:10px;border-radius:6px;margin:0}
+dl.kv dt{font-weight:600}dl.kv dd{margin:0}
+ul.plain{margin:4px 0;padding-left:20px}footer{color:#8c959f;font-size:12px;margin-top:30px}
+"""
+
+_BAR_COLOURS = {"ok": "#3b6fb6", "failed": "#cf222e", "skipped": "#8c959f", "running": "#8250df"}
+_OVER_COLOUR = "#d4a72c"
+_BUDGET_FILL, _BUDGET_STROKE = "#e6eef9", "#8fa9cf"
+
+
+def _html_value(value):
+    if isinstance(value, dict):
+        if not value:
+            return "-"
+        return '<dl class="kv">%s</dl>' % "".join(
+            "<dt>%s</dt><dd>%s</dd>" % (_h(k), _html_value(v)) for k, v in value.items())
+    if isinstance(value, list):
+        if not value:
+            return "-"
+        return '<ul class="plain">%s</ul>' % "".join("<li>%s</li>" % _html_value(v) for v in value)
+    if value is None:
+        return "-"
+    return '<span class="pre">%s</span>' % _h(value)
+
+
+def _nice_step(span_seconds, max_ticks=10):
+    for step in (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400):
+        if span_seconds / step <= max_ticks:
+            return step
+    return 86400 * max(1, int(span_seconds / (86400 * max_ticks)) + 1)
+
+
+def _tick_label(seconds):
+    seconds = int(round(seconds))
+    if seconds == 0:
+        return "T"
+    if seconds < 0:
+        return "T-" + _tick_label(-seconds)[2:]
+    if seconds < 60:
+        return "T+%ds" % seconds
+    if seconds < 3600:
+        minutes, rest = divmod(seconds, 60)
+        return "T+%dm" % minutes if rest == 0 else "T+%dm%02ds" % (minutes, rest)
+    hours, rest = divmod(seconds, 3600)
+    return "T+%dh" % hours if rest == 0 else "T+%dh%02dm" % (hours, rest // 60)
+
+
+def render_gantt_svg(report):
+    """The phase timeline as an SVG Gantt chart.
+
+    One <rect class="bar"> per phase at its real start and duration, one <rect class="budget">
+    per phase with a budget (same start, budget width, drawn behind), vertical lines for the
+    RTO target, the incident and the restoration. Time is relative to T = incident_start (or
+    the run start when that is unknown).
+    """
+    report = _as_report(report)
+    phases = report["phases"]
+    markers = report["markers"]
+    origin_text = report["timeline_origin"]["at"] or (phases[0]["start"] if phases else None)
+    if origin_text is None:
+        return '<svg xmlns="http://www.w3.org/2000/svg" width="400" height="30" role="img">' \
+               '<text x="10" y="20" font-size="13">No phase was recorded.</text></svg>'
+    try:
+        origin = parse_time(origin_text)
+    except DRError:
+        # Only possible when redaction hit a timestamp: the tables still carry the data.
+        return '<svg xmlns="http://www.w3.org/2000/svg" width="400" height="30" role="img">' \
+               '<text x="10" y="20" font-size="13">Chart unavailable: the time origin was redacted.</text></svg>'
+
+    def offset(text):
+        return _seconds_between(parse_time(text), origin)
+
+    first = min([0.0] + [offset(p["start"]) for p in phases])
+    last = 1.0
+    for row in phases:
+        start = offset(row["start"])
+        last = max(last, start + row["duration_seconds"], start + (row["budget_seconds"] or 0))
+    for name in ("service_restored", "full_system_restored"):
+        if markers.get(name):
+            last = max(last, offset(markers[name]))
+    rto_target = report["rto"]["target_seconds"]
+    if rto_target is not None:
+        last = max(last, rto_target)
+    span = last - first
+    step = _nice_step(span)
+    first = step * int(first // step) if first < 0 else 0.0
+    last = step * (int(last // step) + (0 if last % step == 0 else 1))
+    span = max(last - first, 1.0)
+
+    label_w, chart_w, right_pad = 250, 660, 70
+    row_h, top, bar_h, budget_h = 34, 46, 14, 24
+    height = top + row_h * max(1, len(phases)) + 40
+    width = label_w + chart_w + right_pad
+
+    def x(seconds):
+        return label_w + (seconds - first) / span * chart_w
+
+    parts = ['<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" viewBox="0 0 %d %d" role="img" '
+             'aria-label="Phase timeline" font-family="Helvetica,Arial,sans-serif" font-size="12">'
+             % (width, height, width, height)]
+    parts.append('<title>%s</title>' % _h("Phase timeline, T = %s (%s)" % (origin_text, report["timeline_origin"]["basis"])))
+    # Grid and tick labels.
+    tick = first
+    while tick <= last + 1e-9:
+        tx = x(tick)
+        parts.append('<line class="grid" x1="%.1f" y1="%d" x2="%.1f" y2="%d" stroke="#eaeef2"/>'
+                     % (tx, top - 8, tx, height - 30))
+        parts.append('<text class="tick" x="%.1f" y="%d" text-anchor="middle" fill="#57606a">%s</text>'
+                     % (tx, height - 14, _h(_tick_label(tick))))
+        tick += step
+    parts.append('<line class="axis" x1="%d" y1="%d" x2="%d" y2="%d" stroke="#8c959f"/>'
+                 % (label_w, height - 30, label_w + chart_w, height - 30))
+
+    for index, row in enumerate(phases):
+        y_mid = top + row_h * index + row_h / 2.0
+        start = offset(row["start"])
+        label = row["title"] if len(row["title"]) <= 34 else row["title"][:33] + "…"
+        parts.append('<text class="label" x="%d" y="%.1f" fill="#1f2328">%s</text>'
+                     % (8, y_mid + 4, _h("%d. %s" % (row["index"], label))))
+        if row["budget_seconds"] is not None:
+            parts.append('<rect class="budget" x="%.1f" y="%.1f" width="%.1f" height="%d" fill="%s" stroke="%s" '
+                         'stroke-dasharray="4 2" rx="2"><title>%s</title></rect>'
+                         % (x(start), y_mid - budget_h / 2.0, max(1.0, row["budget_seconds"] / span * chart_w),
+                            budget_h, _BUDGET_FILL, _BUDGET_STROKE,
+                            _h("%s: budget %s" % (row["title"], short_duration(row["budget_seconds"])))))
+        colour = _BAR_COLOURS.get(row["status"], "#3b6fb6")
+        if row["status"] != "failed" and row["over_budget"]:
+            colour = _OVER_COLOUR
+        parts.append('<rect class="bar status-%s%s" x="%.1f" y="%.1f" width="%.1f" height="%d" fill="%s" rx="2">'
+                     '<title>%s</title></rect>'
+                     % (_h(row["status"]), " over-budget" if row["over_budget"] else "", x(start), y_mid - bar_h / 2.0,
+                        max(3.0, row["duration_seconds"] / span * chart_w), bar_h, colour,
+                        _h("%s: %s, %s%s" % (row["title"], row["status"], human_duration(row["duration_seconds"]),
+                                             " (over budget)" if row["over_budget"] else ""))))
+        end_x = max(x(start) + max(3.0, row["duration_seconds"] / span * chart_w),
+                    x(start) + (row["budget_seconds"] or 0) / span * chart_w)
+        parts.append('<text class="duration" x="%.1f" y="%.1f" fill="#57606a">%s</text>'
+                     % (min(end_x + 4, label_w + chart_w + 4), y_mid + 4, _h(human_duration(row["duration_seconds"]))))
+
+    def vline(seconds, colour, text, css, dash, anchor_y, anchor="middle"):
+        if seconds < first or seconds > last:
+            return
+        vx = x(seconds)
+        parts.append('<line class="%s" x1="%.1f" y1="%d" x2="%.1f" y2="%d" stroke="%s" stroke-width="2"%s/>'
+                     % (css, vx, top - 10, vx, height - 30, colour, ' stroke-dasharray="%s"' % dash if dash else ""))
+        nudge = {"end": -4, "start": 4}.get(anchor, 0)
+        parts.append('<text class="%s-label" x="%.1f" y="%d" text-anchor="%s" fill="%s" font-weight="bold">%s</text>'
+                     % (css, vx + nudge, anchor_y, anchor, colour, _h(text)))
+
+    if rto_target is not None:
+        vline(rto_target, "#cf222e", "RTO target %s" % short_duration(rto_target), "rto-target", "6 4", 14)
+    full = report["targets"].get("rto_full_seconds")
+    if full is not None and full != rto_target:
+        vline(full, "#bc4c00", "full system %s" % short_duration(full), "rto-full-target", "2 3", 14)
+    if markers.get("incident_start"):
+        vline(offset(markers["incident_start"]), "#1f2328", "incident", "incident", None, 28, "end")
+    if markers.get("service_restored"):
+        vline(offset(markers["service_restored"]), "#116329", "restored", "restored", None, 28, "start")
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _badge(word, css=None):
+    return '<span class="badge %s">%s</span>' % (_h(css or word), _h(_verdict_word(word) if word in (MET, MISSED, UNKNOWN) else word))
+
+
+def render_html(report):
+    report = _as_report(report)
+    budget = report["budget"]
+    out = ['<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">',
+           '<meta name="viewport" content="width=device-width, initial-scale=1">',
+           "<title>%s</title><style>%s</style></head><body><main>" % (_h(_title(report)), _CSS)]
+    out.append("<h1>%s</h1>" % _h(_title(report)))
+    facts = [("Scenario", report.get("scenario")), ("Site", report.get("site")), ("Mode", report.get("mode")),
+             ("Run", report["run"]["status"]), ("Started", display_time(report["run"]["start"])),
+             ("Generated", display_time(report["generated_at"]))]
+    out.append('<p class="sub">%s</p>' % " &middot; ".join(
+        "%s: <b>%s</b>" % (_h(k), _h(v)) for k, v in facts if v not in (None, "")))
+
+    if report["failures"]:
+        for failure in report["failures"]:
+            out.append('<div class="banner failed">Run %s</div>' % _h(_failure_sentence(failure)))
+    elif report["run"]["status"] == "succeeded":
+        missed = [o["label"] for o in report["objectives"] if o["verdict"] == MISSED]
+        if missed:
+            out.append('<div class="banner failed">Run succeeded, but target MISSED: %s. %s</div>'
+                       % (_h(", ".join(missed)), _h(_headline(report))))
+        else:
+            out.append('<div class="banner ok">Run succeeded: %s</div>' % _h(_headline(report)))
+    else:
+        out.append('<div class="banner running">Run not finished: %s</div>' % _h(_headline(report)))
+
+    out.append('<div class="cards">')
+    for objective in report["objectives"]:
+        out.append('<div class="card %s"><div class="label">%s</div><div class="value">%s</div>'
+                   '<div class="target">target %s &nbsp;%s</div>%s</div>'
+                   % (_h(objective["verdict"]), _h(objective["label"]), _h(_duration_text(objective["achieved_seconds"])),
+                      _h(short_duration(objective["target_seconds"])), _badge(objective["verdict"]),
+                      '<div class="note">%s</div>' % _h(objective["note"]) if objective["note"] else ""))
+    if budget["total_budget_seconds"] is not None:
+        out.append('<div class="card %s"><div class="label">Plan budget, all steps</div><div class="value">%s</div>'
+                   '<div class="target">budget %s &nbsp;%s</div></div>'
+                   % ("over" if budget["over_budget"] else "met", _h(_duration_text(budget["actual_seconds"])),
+                      _h(short_duration(budget["total_budget_seconds"])),
+                      _badge("over budget", "over") if budget["over_budget"] else _badge("within", "ok")))
+    out.append("</div>")
+
+    out.append("<h2>Key times</h2><dl class=\"kv\">")
+    markers = report["markers"]
+    for label, value in (("Incident start", display_time(markers.get("incident_start")) or "not given"),
+                         ("Recovery initiated", display_time(report["document_timeline"]["recovery_initiated"])),
+                         ("Service restored", display_time(markers.get("service_restored")) or "not marked"),
+                         ("Recovery point (last transaction recovered)",
+                          display_time(markers.get("recovery_point")) or "unknown"),
+                         ("Backup used", _flat_backup(report.get("backup_used")) or "not reported")):
+        out.append("<dt>%s</dt><dd>%s</dd>" % (_h(label), _h(value)))
+    out.append("</dl>")
+    if report["timeline_origin"]["note"]:
+        out.append('<p class="sub">%s</p>' % _h(report["timeline_origin"]["note"]))
+
+    out.append("<h2>Timeline</h2>")
+    out.append('<div class="legend"><span><i class="sw" style="background:%s"></i>phase (ok)</span>'
+               '<span><i class="sw" style="background:%s"></i>over budget</span>'
+               '<span><i class="sw" style="background:%s"></i>failed</span>'
+               '<span><i class="sw" style="background:%s;border-style:dashed"></i>plan budget</span>'
+               '<span>T = %s (%s)</span></div>'
+               % (_BAR_COLOURS["ok"], _OVER_COLOUR, _BAR_COLOURS["failed"], _BUDGET_FILL,
+                  _h(display_time(report["timeline_origin"]["at"]) or "-"), _h(report["timeline_origin"]["basis"])))
+    out.append('<div class="chart">%s</div>' % render_gantt_svg(report))
+
+    out.append("<h2>Phases</h2><table><thead><tr><th>#</th><th>Phase</th><th>Plan step</th><th>Budget</th>"
+               "<th>Actual</th><th>Status</th><th>Start (UTC)</th><th>Detail</th></tr></thead><tbody>")
+    for row in report["phases"]:
+        css = "failed" if row["status"] == "failed" else ("over" if row["over_budget"] else "")
+        status = _badge(row["status"]) + (" " + _badge("over budget", "over") if row["over_budget"] else "")
+        out.append('<tr class="%s"><td class="num">%d</td><td><b>%s</b><br><code>%s</code></td><td>%s</td>'
+                   '<td class="num">%s</td><td class="num">%s%s</td><td>%s</td><td class="time">%s</td><td><div class="pre">%s</div></td></tr>'
+                   % (css, row["index"], _h(row["title"]), _h(row["name"]), _h(row["plan_step"] or "-"),
+                      _h(short_duration(row["budget_seconds"])), _h(human_duration(row["duration_seconds"])),
+                      "<br>%s%%" % _h(row["budget_used_percent"]) if row["budget_used_percent"] is not None else "",
+                      status, _h(display_time(row["start"])), _h(row["detail"])))
+    out.append('<tr><td></td><td><b>Total</b></td><td>%s</td><td class="num">%s</td><td class="num">%s</td><td>%s</td>'
+               '<td></td><td></td></tr></tbody></table>'
+               % (_h(budget["basis"]), _h(short_duration(budget["total_budget_seconds"])),
+                  _h(_duration_text(budget["actual_seconds"])),
+                  _badge("over budget", "over") if budget["over_budget"] else ""))
+
+    out.append("<h2>Checks</h2>")
+    if report["checks"]:
+        out.append("<table><thead><tr><th>Check</th><th>Result</th><th>Detail</th></tr></thead><tbody>")
+        for check in report["checks"]:
+            result = check.get("result")
+            out.append('<tr class="%s"><td>%s</td><td>%s</td><td><div class="pre">%s</div></td></tr>'
+                       % ("failed" if result == "failed" else "", _h(check.get("name")),
+                          _badge(result if result in ("ok", "failed") else str(result), result),
+                          _h(check.get("detail"))))
+        out.append("</tbody></table>")
+    else:
+        out.append('<p class="sub">No checks were reported.</p>')
+
+    for key, heading in (("backup_used", "Backup used"), ("dns_change", "DNS change"), ("notes", "Notes"),
+                         ("lessons", "Lessons learned"), ("rescued_failures", "Failures handled by rescue"),
+                         ("extra", "Other details"), ("warnings", "Report warnings")):
+        value = report.get(key)
+        if value in (None, "", [], {}):
+            continue
+        out.append("<h2>%s</h2>%s" % (_h(heading), _html_value(value)))
+
+    out.append("<h2>Event log</h2><table><thead><tr><th>Time (UTC)</th><th>Event</th></tr></thead><tbody>")
+    for event in report["document_timeline"]["events"]:
+        out.append('<tr><td class="time">%s</td><td>%s</td></tr>' % (_h(display_time(event["at"])), _h(event["event"])))
+    out.append("</tbody></table>")
+    out.append("<footer>%s &middot; %s &middot; report.json holds the same data; report.md the post-incident "
+               "review skeleton</footer></main></body></html>\n" % (_h(SCHEMA), _h(display_time(report["generated_at"]))))
+    return "\n".join(out)
+
+
+# ----------------------------------------------------------------------------------------------
+# Writing
+# ----------------------------------------------------------------------------------------------
+
+_NAME_RE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def _run_name(playbook_name):
+    name = os.path.basename(str(playbook_name or "run"))
+    for suffix in (".yml", ".yaml"):
+        if name.endswith(suffix):
+            name = name[:-len(suffix)]
+    return _NAME_RE.sub("_", name).strip("._") or "run"
+
+
+def _write_file(path, text):
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    try:
+        os.fchmod(fd, 0o644)   # whatever the umask: a report is meant to be read
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            fd = None
+            handle.write(text)
+    finally:
+        if fd is not None:
+            os.close(fd)
+
+
+def write_report(base_dir, playbook_name, report, now=None, secrets=None):
+    """Write report.json, report.md and report.html into a new directory
+    `<base_dir>/<UTC %Y%m%dT%H%M%SZ>-<playbook>` (0755; files 0644) and return their paths:
+    {"dir", "json", "markdown", "html"}. An existing directory is never reused: a suffix -2, -3...
+    is added. `secrets`: strings redacted from everything written."""
+    report = _as_report(report)
+    now = now or utc_now()
+    base_dir = os.path.abspath(os.path.expanduser(str(base_dir)))
+    try:
+        os.makedirs(base_dir, 0o755)
+    except OSError as exc:
+        if exc.errno != errno.EEXIST or not os.path.isdir(base_dir):
+            raise DRError("cannot create the report directory %s: %s" % (base_dir, exc))
+    stem = "%s-%s" % (now.astimezone(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ"), _run_name(playbook_name))
+    attempt = 1
+    while True:
+        directory = os.path.join(base_dir, stem if attempt == 1 else "%s-%d" % (stem, attempt))
+        try:
+            os.mkdir(directory, 0o755)   # atomic: fails if another run took the name
+            break
+        except OSError as exc:
+            if exc.errno != errno.EEXIST:
+                raise DRError("cannot create the report directory %s: %s" % (directory, exc))
+            attempt += 1
+    os.chmod(directory, 0o755)
+    paths = {"dir": directory, "json": os.path.join(directory, "report.json"),
+             "markdown": os.path.join(directory, "report.md"), "html": os.path.join(directory, "report.html")}
+    report = copy.deepcopy(report)
+    report["report_path"] = paths["html"]
+    report["set_stats"] = _set_stats_section(report)
+    if secrets:
+        report = redact(report, secrets)
+    _write_file(paths["json"], render_json(report))
+    _write_file(paths["markdown"], render_markdown(report))
+    _write_file(paths["html"], render_html(report))
+    return paths

@@ -1,0 +1,109 @@
+"""Shared test plumbing.
+
+- Puts .collections (where ansible_collections/auditron/dr links to this repository) and the
+  repository itself (for the `lab` package) on sys.path, so tests import the engine as
+  `ansible_collections.auditron.dr.plugins.module_utils.<name>`, as modules do.
+- `lab`: the lab of real servers for the session. Whatever it had to start, it stops at the
+  end; a lab that was already running is left running (AUDITRON_KEEP_LAB=1 keeps it anyway).
+- `run_playbook`: ansible-playbook against inventories/local, as a user runs it.
+"""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+for entry in (str(REPO / ".collections"), str(REPO)):
+    if entry not in sys.path:
+        sys.path.insert(0, entry)
+
+VENV_BIN = REPO / ".venv" / "bin"
+
+
+def ensure_seeded(lab_json):
+    """A fresh lab has empty databases: seed the primary once (AUDITRON_TEST_SCALE, default 1)."""
+    import psycopg2  # pylint: disable=import-outside-toplevel
+    from lab import seed  # pylint: disable=import-outside-toplevel
+    pg = lab_json["sites"]["primary"]["postgres"]
+    conn = psycopg2.connect(host=pg["host"], port=pg["port"], user=pg["user"], password=pg["password"],
+                            dbname=pg["database"], connect_timeout=5)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("""SELECT to_regclass('public."Invoice"') IS NOT NULL""")
+            seeded = cur.fetchone()[0]
+    finally:
+        conn.close()
+    if not seeded:
+        seed.seed(lab_json, "primary", os.environ.get("AUDITRON_TEST_SCALE", "1"))
+
+
+@pytest.fixture(scope="session")
+def lab():
+    from lab import servers  # pylint: disable=import-outside-toplevel
+    started = servers.up(quiet=True)
+    try:
+        lab_json = servers.load_lab_json()
+        ensure_seeded(lab_json)
+        yield lab_json
+    finally:
+        if started and not os.environ.get("AUDITRON_KEEP_LAB"):
+            servers.stop_started(started)
+
+
+class PlaybookRun:
+    def __init__(self, completed, report_dir, log_path=None):
+        self.rc = completed.returncode
+        self.stdout = completed.stdout
+        self.stderr = completed.stderr
+        self.report_dir = report_dir
+        self.log_path = log_path
+
+    @property
+    def output(self):
+        return self.stdout + self.stderr
+
+    def __repr__(self):
+        # The failing task is usually far from the end (rescue and teardown run after it): point
+        # at the whole output, kept beside the test's reports.
+        return "PlaybookRun(rc=%d, full output in %s)\n%s" % (self.rc, self.log_path, self.output[-6000:])
+
+
+def ansible_env(extra=None):
+    env = dict(os.environ)
+    env.update({
+        "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"),
+        "PATH": "%s:%s" % (VENV_BIN, env.get("PATH", "")),
+        "ANSIBLE_FORCE_COLOR": "0",
+        "ANSIBLE_NOCOLOR": "1",
+        "PYTHONWARNINGS": "ignore",
+    })
+    env.update(extra or {})
+    return env
+
+
+@pytest.fixture
+def run_playbook(tmp_path):
+    """run_playbook("preflight.yml", extra_vars={...}, check=False, inventory=None, args=[])."""
+
+    def run(playbook, extra_vars=None, check=False, inventory=None, args=(), env=None, timeout=900):
+        report_dir = tmp_path / "reports"
+        command = [str(VENV_BIN / "ansible-playbook"), "-i", str(inventory or REPO / "inventories" / "local"),
+                   str(REPO / "playbooks" / playbook)]
+        if extra_vars:
+            command += ["-e", json.dumps(extra_vars)]
+        if check:
+            command.append("--check")
+        command += list(args)
+        extra_env = {"AUDITRON_DR_REPORT_DIR": str(report_dir)}
+        extra_env.update(env or {})
+        completed = subprocess.run(command, cwd=str(REPO), env=ansible_env(extra_env), capture_output=True,
+                                   text=True, timeout=timeout, check=False)
+        log_path = tmp_path / ("%s-%d.log" % (Path(playbook).stem, len(list(tmp_path.glob("*.log")))))
+        log_path.write_text(completed.stdout + completed.stderr)
+        return PlaybookRun(completed, report_dir, log_path)
+
+    return run
