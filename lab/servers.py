@@ -34,8 +34,13 @@ def ensure_server_user():
         return
     except KeyError:
         pass
-    subprocess.run(["useradd", "--system", "--create-home", "--home-dir", config.LAB_USER_HOME,
-                    "--shell", "/bin/bash", config.LAB_USER], check=True, capture_output=True)
+    result = subprocess.run(["useradd", "--system", "--create-home", "--home-dir", config.LAB_USER_HOME,
+                             "--shell", "/bin/bash", config.LAB_USER], check=False, capture_output=True, text=True)
+    if result.returncode != 0:
+        try:
+            config.server_user()  # made meanwhile by a second lab starting at the same time
+        except KeyError:
+            raise LabError(f"useradd {config.LAB_USER} failed: {result.stderr.strip()}") from None
 
 
 def _owned_dir(path, mode=0o700):
@@ -212,6 +217,9 @@ def start_cluster(site):
     result = proc.run_as_server_user(
         [_pg("pg_ctl"), "-D", str(paths["data"]), "-l", str(log), "-w", "-t", "90", "start"], check=False)
     if result.returncode != 0:
+        # pg_ctl stops waiting but leaves the postmaster running: stop it, so that the error
+        # leaves nothing behind and the next `lab up` is not refused by a stale postmaster.
+        stop_cluster(paths["data"], mode="immediate")
         tail = log.read_text(errors="replace").strip().splitlines()[-1:] if log.exists() else []
         raise LabError(f"postgres {site} did not start: {tail[0] if tail else result.stderr.strip()}")
     return True
@@ -584,11 +592,8 @@ def up(quiet=False):
         os.chown(key, uid, gid)
     started = []  # (kind, name) of what this call started, to undo on failure
     try:
-        for site in config.SITES:
-            init_cluster(site, sec["postgres_password"])
-            if start_cluster(site):
-                started.append(("cluster", site))
-            ensure_database(site, sec["postgres_password"])
+        # The object stores first: a cluster left as a standby (failback.yml ends that way)
+        # fetches WAL from them while it starts, and pg_ctl gives up if they are not there yet.
         for name in object_store_names():
             if start_object_store(name, sec["object_store"][name]):
                 started.append(("proc", name))
@@ -597,6 +602,11 @@ def up(quiet=False):
         key_id, zone_id = ensure_aws_resources(sec)
         if start_dns(sec):
             started.append(("proc", "dns"))
+        for site in config.SITES:
+            init_cluster(site, sec["postgres_password"])
+            if start_cluster(site):
+                started.append(("cluster", site))
+            ensure_database(site, sec["postgres_password"])
         for site in config.SITES:
             if start_app(site, sec):
                 started.append(("proc", f"app-{site}"))
