@@ -33,8 +33,10 @@ $(STAMP): requirements/run.txt requirements/test.txt requirements/constraints.tx
 lab-up: setup
 	@$(PY) -m lab up
 
+# The second test worker's lab too (.lab-gw1), should AUDITRON_KEEP_LAB=1 have left it running.
 lab-down:
 	@if [ -x $(PY) ]; then $(PY) -m lab down; else echo "lab: down (no .venv, nothing was started)"; fi
+	@for dir in .lab-gw*/; do [ -d "$$dir" ] && [ -x $(PY) ] && AUDITRON_LAB_DIR="$(CURDIR)/$${dir%/}" $(PY) -m lab down; done; true
 
 lab-status: setup
 	@$(PY) -m lab status
@@ -52,8 +54,12 @@ demo: setup
 	@bash lab/demo.sh "$(SCALE)"
 
 # Everything but the load suite (minutes of pgbench and 20,000 objects): CI runs that after.
+# Two pytest-xdist workers, each with a lab of its own (.lab and .lab-gw1, ports +200: see
+# tests/conftest.py); a test file runs whole, in order, on one worker; the longest files first.
+TEST_WORKERS ?= 2
 test: setup
-	@$(PY) -m pytest tests -m "not load"
+	@$(PY) -m pytest tests -m "not load" -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder \
+		--junitxml=reports/pytest-junit.xml
 
 test-unit: setup
 	@$(PY) -m pytest tests/unit

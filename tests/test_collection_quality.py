@@ -35,7 +35,7 @@ def test_build_leaves_out_the_lab_and_benchmarks(built_tarball):
         names = tar.getnames()
     assert "plugins/modules/preflight.py" in names
     assert "playbooks/preflight.yml" in names
-    for private in ("lab/", ".lab/", "bench/", ".venv/", "reports/"):
+    for private in ("lab/", ".lab/", ".lab-", "bench/", ".venv/", "reports/"):
         assert not [n for n in names if n.startswith(private)], private
 
 
