@@ -12,11 +12,37 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
+
+
+def lab_of_this_worker(environ):
+    """`make test` runs two pytest-xdist workers, and each needs a lab of its own: scenario 2
+    kills whole sites, and a fault test cuts off an object store. Worker gw0 keeps the lab it
+    was given (.lab, or AUDITRON_LAB_DIR); worker gwN gets a sibling directory `<lab>-gwN` with
+    every port 200*N higher. Set here, before any test module imports `lab` (it reads these
+    once), and passed on to every child: ansible-playbook reads AUDITRON_LAB_JSON, molecule
+    AUDITRON_LAB_DIR_NAME."""
+    worker = environ.get("PYTEST_XDIST_WORKER", "")
+    if not worker.startswith("gw") or not worker[2:].isdigit() or worker == "gw0":
+        if not environ.get("AUDITRON_LAB_DIR") or environ.get("AUDITRON_LAB_JSON"):
+            return {}
+        lab_dir = Path(environ["AUDITRON_LAB_DIR"])  # a lab elsewhere (the benchmarks' own)
+        return {"AUDITRON_LAB_DIR_NAME": lab_dir.name, "AUDITRON_LAB_JSON": str(lab_dir / "lab.json")}
+    index = int(worker[2:])
+    base = Path(environ.get("AUDITRON_LAB_DIR") or REPO / ".lab")
+    lab_dir = base.with_name("%s-%s" % (base.name, worker))
+    offset = int(environ.get("AUDITRON_LAB_PORT_OFFSET") or 0) + 200 * index
+    return {"AUDITRON_LAB_DIR": str(lab_dir), "AUDITRON_LAB_DIR_NAME": lab_dir.name,
+            "AUDITRON_LAB_JSON": str(lab_dir / "lab.json"), "AUDITRON_LAB_PORT_OFFSET": str(offset)}
+
+
+os.environ.update(lab_of_this_worker(os.environ))
+
 for entry in (str(REPO / ".collections"), str(REPO)):
     if entry not in sys.path:
         sys.path.insert(0, entry)
@@ -52,6 +78,46 @@ def lab():
     finally:
         if started and not os.environ.get("AUDITRON_KEEP_LAB"):
             servers.stop_started(started)
+
+
+# `make test` hands whole files to two workers (--dist loadfile --no-loadscope-reorder), in
+# collection order. The longest files go first, so that both workers end at about the same
+# time instead of one starting scenario 2 when the other is done. Minutes are from a two-worker
+# run (docs/development.md); files not listed follow in their usual order.
+LONGEST_FILES_FIRST = (
+    "tests/test_collection_quality.py",
+    "tests/integration/test_scenario_2.py",
+    "tests/integration/test_molecule.py",
+    "tests/faults/test_bad_input.py",
+    "tests/integration/test_scenarios_1_3.py",
+    "tests/integration/test_pgbackrest.py",
+    "tests/integration/test_dr_drill.py",
+)
+
+
+def pytest_collection_modifyitems(session, config, items):  # pylint: disable=unused-argument
+    rank = {path: index for index, path in enumerate(LONGEST_FILES_FIRST)}
+    items.sort(key=lambda item: rank.get(item.nodeid.split("::", 1)[0], len(rank)))  # stable: order in a file kept
+
+
+# The fault table (tests/faults/table.py). Rows come in the reports of fault tests, from this
+# process or from pytest-xdist workers alike; the controller prints the table.
+FAULT_ROWS = []
+SESSION_STARTED = time.monotonic()
+
+
+def pytest_runtest_logreport(report):
+    from tests.faults import table  # pylint: disable=import-outside-toplevel
+    for name, value in report.user_properties:
+        if name == table.ROW_PROPERTY:
+            FAULT_ROWS.append(value)
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    if hasattr(config, "workerinput"):
+        return  # an xdist worker: its rows went to the controller
+    from tests.faults import table  # pylint: disable=import-outside-toplevel
+    table.summarize(terminalreporter, config, FAULT_ROWS, SESSION_STARTED)
 
 
 class PlaybookRun:

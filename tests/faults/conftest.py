@@ -4,17 +4,16 @@ Each test is one fault, declared with @pytest.mark.fault(name, expected). It inj
 into the lab, runs the real module, engine or playbook, and asserts the outcome: no false
 success, no data lost, no backup deleted, one clear message naming the thing at fault, and a
 re-run that completes. Through the `fault` fixture it says what it saw and how much data was
-lost; the table (fault | expected | seen | data lost | outcome) is printed at the end and, after
-a complete run, written to tests/faults/last-run.json and docs/reliability.md.
+lost; the table (fault | expected | seen | data lost | outcome) is printed at the end (by
+tests/conftest.py, which also sees the rows of pytest-xdist workers) and, after a complete
+run of tests/faults, written to tests/faults/last-run.json and docs/reliability.md.
 
 Test data of this run: a scratch database dr_faults_<run> on the lab's primary, key prefixes
 tests/faults/<run>/ in both backup buckets, temporary directories; all removed at the end.
 """
 
-import datetime
 import json
 import os
-import platform
 import shutil
 import time
 from pathlib import Path
@@ -34,8 +33,6 @@ FAULTS_DIR = Path(__file__).resolve().parent
 # Rows of the scratch database's "Invoice": about 40 MB of table data, 25 MB stored after zstd,
 # enough for a dump to be caught half-way.
 SCRATCH_ROWS = 250000
-ROWS_KEY = pytest.StashKey()
-STARTED_KEY = pytest.StashKey()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -43,8 +40,6 @@ STARTED_KEY = pytest.StashKey()
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "fault(name, expected): one row of the fault table (tests/faults)")
-    config.stash[ROWS_KEY] = []
-    config.stash[STARTED_KEY] = time.monotonic()
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -53,7 +48,7 @@ def pytest_runtest_makereport(item, call):  # pylint: disable=unused-argument
     report = outcome.get_result()
     setattr(item, "fault_report_" + report.when, report)
     if report.when == "teardown":
-        add_row(item)
+        add_row(item, report)
 
 
 class FaultRecord(object):
@@ -83,8 +78,10 @@ def fault(request):
     return record
 
 
-def add_row(item):
-    """One table row per fault test, whatever happened to it (a failure in a fixture included)."""
+def add_row(item, report):
+    """One table row per fault test, whatever happened to it (a failure in a fixture included).
+    It travels in the teardown report's user_properties: under pytest-xdist (make test) the row
+    is made in a worker and the table printed by the controller (tests/conftest.py)."""
     marker = item.get_closest_marker("fault")
     if marker is None:
         return
@@ -99,46 +96,10 @@ def add_row(item):
         message = crash.message if crash is not None else str(failed[0].longrepr)
         seen += " | %s: %s" % ("FAILED" if failed[0].when == "call" else "ERROR in " + failed[0].when,
                                " ".join(message.split())[:400])
-    item.config.stash[ROWS_KEY].append({
+    report.user_properties.append((table.ROW_PROPERTY, {
         "fault": record.name, "expected": record.expected, "seen": seen,
         "data_lost": record.data_lost if record.data_lost is not None else "not measured",
-        "outcome": outcome, "test": item.nodeid, "seconds": round(time.monotonic() - record.started, 1)})
-
-
-def complete_run(config):
-    """True when the whole fault suite was asked for (not one file, one test or a -k/-m subset)."""
-    if config.option.keyword or config.option.markexpr:
-        return False
-    for arg in config.args:
-        path = Path(str(arg).split("::", 1)[0]).resolve()
-        if "::" not in str(arg) and path.is_dir() and (path == FAULTS_DIR or path in FAULTS_DIR.parents):
-            return True
-    return False
-
-
-def pytest_terminal_summary(terminalreporter, config):
-    rows = config.stash.get(ROWS_KEY, [])
-    if not rows:
-        return
-    terminalreporter.write_sep("=", "fault table (tests/faults)")
-    terminalreporter.write_line(table.render_text(rows))
-    lost = [row for row in rows if row["data_lost"] not in (0, "0")]
-    differs = [row for row in rows if row["outcome"] != "passed"]
-    terminalreporter.write_line("%d faults; %d outcome(s) differ; data lost: %s" % (
-        len(rows), len(differs), "0" if not lost else ", ".join("%s: %s" % (r["fault"], r["data_lost"]) for r in lost)))
-    if not complete_run(config):
-        terminalreporter.write_line("(a partial run: tests/faults/last-run.json and docs/reliability.md left as they were)")
-        return
-    document = {
-        "finished_at": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "duration_seconds": round(time.monotonic() - config.stash[STARTED_KEY], 1),
-        "machine": "%d CPUs, %s" % (os.cpu_count(), platform.platform()),
-        "rows": rows,
-    }
-    table.LAST_RUN.write_text(json.dumps(document, indent=2) + "\n")
-    table.write_doc(document)
-    terminalreporter.write_line("written: %s, %s" % (table.LAST_RUN.relative_to(table.REPO),
-                                                     table.DOC.relative_to(table.REPO)))
+        "outcome": outcome, "test": item.nodeid, "seconds": round(time.monotonic() - record.started, 1)}))
 
 
 # ---------------------------------------------------------------------------------------------
