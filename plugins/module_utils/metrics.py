@@ -402,6 +402,27 @@ def measured_gauges(size_bytes=None, labels=None, checks=None, gauges=None, figu
     return rows
 
 
+def backup_size_gauges(physical=None, logical=None):
+    """backup_size_bytes gauges (the size-anomaly alert's input) from what a backup run made:
+    `physical` is a pgbackrest_backup result (one gauge per repository that made a backup:
+    the bytes it stored for this backup, labelled with the type pgBackRest made), `logical` a
+    pg_backup result (one gauge per location that holds the whole artifact, type logical).
+    Failed repositories and locations give none: the job's failure metrics speak for them."""
+    gauges = []
+    for repo in (physical or {}).get("repos") or []:
+        size = repo.get("repo_delta") if repo.get("repo_delta") is not None else repo.get("repo_size")
+        if repo.get("ok") and size is not None and repo.get("type"):
+            gauges.append({"name": "backup_size_bytes", "value": size,
+                           "labels": {"location": repo["name"], "type": repo["type"]}})
+    logical = logical or {}
+    if logical.get("size") is not None and not logical.get("skipped"):
+        for location in logical.get("locations") or []:
+            if isinstance(location, str):
+                gauges.append({"name": "backup_size_bytes", "value": logical["size"],
+                               "labels": {"location": location, "type": "logical"}})
+    return gauges
+
+
 def drill_gauges(figures):
     """drill_rto/rpo and their targets from the timeline's key figures. An RTO the report marks
     missed without a number (the service was never restored) is +Inf: greater than any target."""

@@ -34,6 +34,9 @@ def test_a_good_run_and_a_failed_run_are_both_recorded(physical_backup, run_play
     assert value(found, "auditron_dr_last_run_success", job="backup_database") == 1
     assert value(found, "auditron_dr_duration_seconds", job="backup_database") > 0
     assert 0 <= value(found, "auditron_dr_wal_archive_age_seconds", job="backup_database", repo="newest") < 3600
+    # What each repository stored for this backup: the size-anomaly alert's input.
+    for repo in ("repo1", "repo2", "repo3"):
+        assert value(found, "auditron_dr_backup_size_bytes", job="backup_database", location=repo) > 0, repo
 
     bad = run_playbook("backup_database.yml", extra_vars={"backup_type": "weekly", "auditron_dr_backup_configure": False,
                                                           "auditron_dr_backup_logical_enabled": False})

@@ -476,3 +476,27 @@ def test_a_closed_port_is_a_warning_naming_only_the_host(tmp_path):
 ])
 def test_grouping_path_encodes_what_a_path_cannot_carry(job, instance, path):
     assert metrics.grouping_path(job, instance) == path
+
+
+def test_backup_size_gauges_come_from_what_each_repository_and_location_stored(tmp_path):
+    physical = {"repos": [
+        {"name": "repo1", "ok": True, "type": "incr", "repo_size": 900, "repo_delta": 120},
+        {"name": "repo2", "ok": True, "type": "full", "repo_size": 800, "repo_delta": 800},
+        {"name": "repo3", "ok": False, "error": "unreachable: timed out"}]}
+    logical = {"size": 4096, "locations": ["local", "s3-us-east-1"]}
+    gauges = metrics.backup_size_gauges(physical, logical)
+    assert gauges == [
+        {"name": "backup_size_bytes", "value": 120, "labels": {"location": "repo1", "type": "incr"}},
+        {"name": "backup_size_bytes", "value": 800, "labels": {"location": "repo2", "type": "full"}},
+        {"name": "backup_size_bytes", "value": 4096, "labels": {"location": "local", "type": "logical"}},
+        {"name": "backup_size_bytes", "value": 4096, "labels": {"location": "s3-us-east-1", "type": "logical"}}]
+    # They are what dr_metrics accepts and what the size-anomaly alert reads.
+    run(tmp_path, status="success", duration_seconds=3, gauges=gauges)
+    text = (tmp_path / "auditron_dr_backup_database_primary.prom").read_text()
+    assert value_of(text, "backup_size_bytes", job="backup_database", site="primary", location="repo1",
+                    type="incr") == 120
+
+
+def test_backup_size_gauges_of_a_run_that_made_nothing_are_none():
+    assert metrics.backup_size_gauges(None, None) == []
+    assert metrics.backup_size_gauges({"repos": [{"name": "repo1", "ok": False}]}, {"skipped": True}) == []
