@@ -127,3 +127,14 @@ def update_doc_section(name, markdown):
 
 def mib(count):
     return "%.1f MiB" % (count / 1048576.0) if count is not None else "-"
+
+
+def doc_from_results(name, markdown):
+    """--doc-only: write this benchmark's section of docs/benchmarks.md again from its last
+    figures (bench/results/<name>.json), measuring nothing."""
+    path = RESULTS_DIR / ("%s.json" % name)
+    if not path.exists():
+        print("bench %s: no figures yet (%s): run the benchmark first" % (name, path), file=sys.stderr)
+        return 2
+    print("bench %s: table in %s" % (name, update_doc_section(name, markdown(json.loads(path.read_text())))))
+    return 0
