@@ -124,6 +124,8 @@ def failback_and_check(lab, run_playbook):
     assert query(lab, "primary", "SELECT count(*), max(id) FROM %s" % PROBE)[0] == dr_rows  # no row lost
     assert query(lab, "dr", "SELECT pg_is_in_recovery(), (SELECT status FROM pg_stat_wal_receiver)")[0] == \
         (True, "streaming")
+    # DR streams from where auditron_dr_replication.primary_host says (the lab: localhost).
+    assert "host=localhost" in query(lab, "dr", "SELECT conninfo FROM pg_stat_wal_receiver")[0][0]
     assert app_at(lab, "127.0.0.11")["site"] == "primary"
     cleanup_aside(lab)
     return run

@@ -92,8 +92,12 @@ def test_each_host_defines_the_cross_site_variables(order):
         assert not missing, "%s lacks %s" % (spec["host"], ", ".join(missing))
         assert host["auditron_dr_dns_target"]
         assert host["auditron_dr_state_dir"].startswith("/")
-        assert set(host["auditron_dr_replication"]) == {"user", "password"}
+        assert {"user", "password"} <= set(host["auditron_dr_replication"])
         assert host["auditron_dr_replication"]["user"]
+    # DR's standby must reach the primary by an address it can route to, not the primary's own
+    # view of itself (127.0.0.1 in the primary's auditron_dr_postgres).
+    dr = hostvars[SITES["dr"]["host"]]["auditron_dr_replication"]
+    assert dr.get("primary_host") not in (None, "", "127.0.0.1", "localhost"), dr
 
 
 @pytest.mark.parametrize("site", sorted(SITES))
