@@ -1,5 +1,8 @@
-"""recovery.py and assess.py against real PostgreSQL: two small databases on the lab's DR
-cluster stand for "production" and "the copy restored to just before the deletion"."""
+"""recovery.py and assess.py against real PostgreSQL: two small databases on the lab's primary
+cluster stand for "production" and "the copy restored to just before the deletion".
+
+The primary, not DR: under make test's two workers, scenario 2 may run first on this lab and
+leave DR a read-only standby (its failback does)."""
 
 import psycopg2
 import pytest
@@ -11,16 +14,17 @@ from lab import seed
 pytestmark = pytest.mark.lab
 
 SOURCE_DB, TARGET_DB = "recovery_test_source", "recovery_test_target"
+SITE = "primary"
 
 
 def params(lab, database):
-    pg = lab["sites"]["dr"]["postgres"]
+    pg = lab["sites"][SITE]["postgres"]
     return {"login_host": pg["host"], "login_port": pg["port"], "login_user": pg["user"],
             "login_password": pg["password"], "db": database}
 
 
 def connect(lab, database):
-    pg = lab["sites"]["dr"]["postgres"]
+    pg = lab["sites"][SITE]["postgres"]
     conn = psycopg2.connect(host=pg["host"], port=pg["port"], user=pg["user"], password=pg["password"],
                             dbname=database)
     conn.autocommit = True
@@ -120,13 +124,13 @@ def test_window_must_be_ordered(databases):
 
 def test_assess_finds_a_missing_table_and_a_healthy_database(lab, databases):
     target = databases[1]
-    without_extension = assess.assess(params(lab, TARGET_DB), TARGET_DB, bin_dir=lab["sites"]["dr"]["postgres"]["bin_dir"])
+    without_extension = assess.assess(params(lab, TARGET_DB), TARGET_DB, bin_dir=lab["sites"][SITE]["postgres"]["bin_dir"])
     assert without_extension["verdict"] == "healthy"
     assert without_extension["amcheck"]["ok"] is None and "not installed" in without_extension["notes"][0]
     with target.cursor() as cur:
         cur.execute("CREATE EXTENSION amcheck")
     healthy = assess.assess(params(lab, TARGET_DB), TARGET_DB, tables=["User", "Invoice"],
-                            bin_dir=lab["sites"]["dr"]["postgres"]["bin_dir"])
+                            bin_dir=lab["sites"][SITE]["postgres"]["bin_dir"])
     assert healthy["verdict"] == "healthy", healthy["findings"]
     assert healthy["amcheck"]["ok"]
     with target.cursor() as cur:
