@@ -25,3 +25,15 @@ report=$(find reports -mindepth 1 -maxdepth 1 -type d -name '*-dr_drill' 2>/dev/
 summary=$(grep -o 'DR report: .*' .lab/demo-drill.log | tail -1 || true)
 printf '\ndemo: done. %s\n' "${summary:-no drill report was written}"
 printf 'demo: open %s/report.html in a browser (report.md has the post-incident review).\n' "${report:-reports/<time>-dr_drill}"
+# A look at the page as a browser draws it, when headless Chromium is installed (it is not a
+# requirement: apt-get install chromium). --no-sandbox only because Chromium refuses root without it.
+browser=$(command -v chromium || command -v chromium-browser || true)
+if [ -n "$report" ] && [ -n "$browser" ]; then
+    sandbox=(); [ "$(id -u)" = 0 ] && sandbox=(--no-sandbox)
+    if timeout 120 "$browser" --headless "${sandbox[@]}" --disable-gpu --hide-scrollbars --window-size=1280,2400 \
+            --screenshot="$PWD/$report/report.png" "file://$PWD/$report/report.html" >/dev/null 2>&1; then
+        printf 'demo: headless Chromium drew it: %s/report.png\n' "$report"
+    else
+        printf 'demo: headless Chromium could not draw %s/report.html (the report itself is written)\n' "$report"
+    fi
+fi

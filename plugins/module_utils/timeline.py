@@ -640,6 +640,15 @@ def _flat_backup(value):
     if value is None or isinstance(value, (str, int, float)):
         return value
     if isinstance(value, dict):
+        if value.get("backup") not in (None, "") and "repository" in value:
+            # What the pgbackrest_restore engine returns: say it the way an operator reads it.
+            said = "%s from repo%s" % (value["backup"], value["repository"])
+            fallbacks = value.get("fallbacks") or []
+            if fallbacks:
+                said += " (passed over: %s)" % "; ".join(
+                    "%s %s" % (f.get("name", "?"), f.get("reason", "")) if isinstance(f, dict) else str(f)
+                    for f in fallbacks)
+            return said
         for key in ("id", "label", "name", "backup_id", "path"):
             if value.get(key) not in (None, ""):
                 return str(value[key])
@@ -962,13 +971,17 @@ def _tick_label(seconds):
     return "T+%dh" % hours if rest == 0 else "T+%dh%02dm" % (hours, rest // 60)
 
 
-def render_gantt_svg(report):
+def render_gantt_svg(report, fit_to_run=False):
     """The phase timeline as an SVG Gantt chart.
 
     One <rect class="bar"> per phase at its real start and duration, one <rect class="budget">
     per phase with a budget (same start, budget width, drawn behind), vertical lines for the
     RTO target, the incident and the restoration. Time is relative to T = incident_start (or
     the run start when that is unknown).
+
+    fit_to_run: the axis ends where the run ended, not at the plan's budgets and RTO target, so
+    that a recovery of seconds against a budget of an hour still shows its phases; budgets and
+    targets beyond the axis are left out (render_html draws this one under the plan-scale one).
     """
     report = _as_report(report)
     phases = report["phases"]
@@ -991,12 +1004,12 @@ def render_gantt_svg(report):
     last = 1.0
     for row in phases:
         start = offset(row["start"])
-        last = max(last, start + row["duration_seconds"], start + (row["budget_seconds"] or 0))
+        last = max(last, start + row["duration_seconds"], start + (0 if fit_to_run else row["budget_seconds"] or 0))
     for name in ("service_restored", "full_system_restored"):
         if markers.get(name):
             last = max(last, offset(markers[name]))
     rto_target = report["rto"]["target_seconds"]
-    if rto_target is not None:
+    if rto_target is not None and not fit_to_run:
         last = max(last, rto_target)
     span = last - first
     step = _nice_step(span)
@@ -1034,7 +1047,7 @@ def render_gantt_svg(report):
         label = row["title"] if len(row["title"]) <= 34 else row["title"][:33] + "…"
         parts.append('<text class="label" x="%d" y="%.1f" fill="#1f2328">%s</text>'
                      % (8, y_mid + 4, _h("%d. %s" % (row["index"], label))))
-        if row["budget_seconds"] is not None:
+        if row["budget_seconds"] is not None and not fit_to_run:
             parts.append('<rect class="budget" x="%.1f" y="%.1f" width="%.1f" height="%d" fill="%s" stroke="%s" '
                          'stroke-dasharray="4 2" rx="2"><title>%s</title></rect>'
                          % (x(start), y_mid - budget_h / 2.0, max(1.0, row["budget_seconds"] / span * chart_w),
@@ -1050,7 +1063,7 @@ def render_gantt_svg(report):
                         _h("%s: %s, %s%s" % (row["title"], row["status"], human_duration(row["duration_seconds"]),
                                              " (over budget)" if row["over_budget"] else ""))))
         end_x = max(x(start) + max(3.0, row["duration_seconds"] / span * chart_w),
-                    x(start) + (row["budget_seconds"] or 0) / span * chart_w)
+                    x(start) + (0 if fit_to_run else row["budget_seconds"] or 0) / span * chart_w)
         parts.append('<text class="duration" x="%.1f" y="%.1f" fill="#57606a">%s</text>'
                      % (min(end_x + 4, label_w + chart_w + 4), y_mid + 4, _h(human_duration(row["duration_seconds"]))))
 
@@ -1075,6 +1088,24 @@ def render_gantt_svg(report):
         vline(offset(markers["service_restored"]), "#116329", "restored", "restored", None, 28, "start")
     parts.append("</svg>")
     return "".join(parts)
+
+
+def _run_is_small_on_plan_axis(report):
+    """True when the phases end within a tenth of the plan-scale axis (budgets, RTO target): there
+    every bar is a sliver, so the report adds a chart fitted to the run."""
+    ends, reach = [], [report["rto"]["target_seconds"] or 0]
+    for row in report["phases"]:
+        try:
+            start = parse_time(row["start"])
+        except (DRError, TypeError):
+            return False
+        ends.append((start, row["duration_seconds"] or 0))
+        reach.append(row["budget_seconds"] or 0)
+    if not ends:
+        return False
+    first = min(start for start, _ in ends)
+    run = max(_seconds_between(start, first) + seconds for start, seconds in ends)
+    return run * 10 < max(reach)
 
 
 def _badge(word, css=None):
@@ -1144,6 +1175,10 @@ def render_html(report):
                % (_BAR_COLOURS["ok"], _OVER_COLOUR, _BAR_COLOURS["failed"], _BUDGET_FILL,
                   _h(display_time(report["timeline_origin"]["at"]) or "-"), _h(report["timeline_origin"]["basis"])))
     out.append('<div class="chart">%s</div>' % render_gantt_svg(report))
+    if _run_is_small_on_plan_axis(report):
+        out.append('<p class="sub">The same phases at the run&#39;s own scale (the chart above is at the '
+                   'plan&#39;s; its budgets and target are off this axis):</p>')
+        out.append('<div class="chart zoomed">%s</div>' % render_gantt_svg(report, fit_to_run=True))
 
     out.append("<h2>Phases</h2><table><thead><tr><th>#</th><th>Phase</th><th>Plan step</th><th>Budget</th>"
                "<th>Actual</th><th>Status</th><th>Start (UTC)</th><th>Detail</th></tr></thead><tbody>")

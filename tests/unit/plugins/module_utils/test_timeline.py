@@ -313,6 +313,22 @@ def test_key_figures_are_flat():
     assert all(not isinstance(v, (dict, list)) for v in figures.values())
 
 
+def test_backup_used_as_the_restore_engine_returns_it_reads_as_a_sentence():
+    """pgbackrest_restore returns {backup, repository, fallbacks}: the report says which backup,
+    from which repository, and which repositories were passed over and why (not a JSON dump)."""
+    timeline = drill()
+    timeline.merge({"backup_used": {"backup": "20261203-132452F", "repository": 2, "fallbacks": [
+        {"repo": 1, "name": "s3-us-east-1", "reason": "unreachable: connection refused"}]}})
+    report = timeline.to_report(now=at(40))
+    expected = "20261203-132452F from repo2 (passed over: s3-us-east-1 unreachable: connection refused)"
+    assert key_figures(report)["backup_used"] == expected
+    assert expected in render_markdown(report)
+    assert expected in render_html(report)
+    first_choice = drill()
+    first_choice.merge({"backup_used": {"backup": "20261203-132452F", "repository": 1, "fallbacks": []}})
+    assert key_figures(first_choice.to_report(now=at(40)))["backup_used"] == "20261203-132452F from repo1"
+
+
 def test_markdown_has_summary_phases_checks_and_the_post_incident_review():
     timeline = drill(restore_minutes=25, restored_at=35)
     timeline.merge({"checks": [{"name": "row counts", "result": "failed", "detail": "User 2 != 3"}],
@@ -408,6 +424,40 @@ def test_html_is_well_formed_with_one_bar_per_phase_and_budget_bars():
     assert len(rto_lines) == 1
     ticks = [t.text for t in svg.iter(SVG + "text") if t.get("class") == "tick"]
     assert ticks[0] == "T-5m" and "T+30m" in ticks
+
+
+def quick_drill():
+    """A drill of seconds against budgets of minutes, as the lab's drills run: 4 phases of 6 s."""
+    timeline = Timeline(playbook="playbooks/dr_drill.yml", started_at=at(0))
+    timeline.merge({"markers": {"incident_start": iso(0)}, "mode": "drill", "site": "dr"})
+    for number, name in enumerate(("activate_dr", "restore_db", "deploy_app", "verify_switch")):
+        timeline.start_task(name, at(0, 6 * number), "do " + name, title=name, budget_seconds=600)
+        timeline.record_result(name, at(0, 6 * number + 6), "ok", "do " + name, "localhost")
+    timeline.merge({"markers": {"service_restored": iso(0, 24)}})
+    timeline.finish(at(0, 25), {"localhost": 0})
+    return timeline
+
+
+def test_a_run_of_seconds_gets_a_second_chart_at_its_own_scale():
+    page = render_html(quick_drill().to_report(now=at(1)))
+    charts = [ET.fromstring(m) for m in re.findall(r"<svg.*?</svg>", page, re.S)]
+    assert len(charts) == 2
+    plan_scale, own_scale = charts
+
+    def bars(svg):
+        return [r for r in svg.iter(SVG + "rect") if "bar" in r.get("class").split()]
+
+    assert len(bars(plan_scale)) == len(bars(own_scale)) == 4
+    assert [r for r in plan_scale.iter(SVG + "rect") if r.get("class") == "budget"]
+    assert not [r for r in own_scale.iter(SVG + "rect") if r.get("class") == "budget"]
+    assert not [ln for ln in own_scale.iter(SVG + "line") if ln.get("class") == "rto-target"]
+    widths = [float(r.get("width")) for r in bars(own_scale)]
+    assert min(widths) > 100, widths                  # 6 s of a ~30 s axis on 660 px, not a sliver
+    assert max(float(r.get("width")) for r in bars(plan_scale)) < 10
+    ticks = [t.text for t in own_scale.iter(SVG + "text") if t.get("class") == "tick"]
+    assert ticks[0] == "T" and "T+30m" not in ticks
+    # A run that used much of its axis gets the one chart only.
+    assert len(re.findall(r"<svg", render_html(drill().to_report(now=at(40))))) == 1
 
 
 def test_failed_phase_is_red_and_the_page_says_where():
