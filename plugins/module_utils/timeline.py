@@ -1103,7 +1103,7 @@ def _run_is_small_on_plan_axis(report):
         reach.append(row["budget_seconds"] or 0)
     if not ends:
         return False
-    first = min(start for start, _ in ends)
+    first = min(start for start, _seconds in ends)
     run = max(_seconds_between(start, first) + seconds for start, seconds in ends)
     return run * 10 < max(reach)
 
