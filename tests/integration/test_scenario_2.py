@@ -141,6 +141,16 @@ def ensure_standby(lab, run_playbook):
     assert query(lab, "dr", "SELECT (SELECT status FROM pg_stat_wal_receiver)")[0][0] == "streaming"
 
 
+def wait_until_archived(lab, segment, timeout=120):
+    """Until the primary's archiver reports `segment` pushed (pgBackRest's archive-push returns
+    only once every repository has it): the row written before it is then in the backup regions,
+    without waiting for archive_timeout."""
+    deadline = time.monotonic() + timeout
+    while (query(lab, "primary", "SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver")[0][0] or "") < segment:
+        assert time.monotonic() < deadline, "WAL segment %s was not archived in %d s" % (segment, timeout)
+        time.sleep(0.5)
+
+
 def make_cold(lab):
     """DR as a cold site: a fresh, empty cluster of its own (as the lab starts), not a standby.
     (Promoting the standby instead would fork a second timeline into the archive.)"""
@@ -207,7 +217,7 @@ def test_cold_failover_with_the_first_backup_region_down_too(lab, prepared, run_
     region, says why it passed over the first, and serves."""
     make_cold(lab)
     query(lab, "primary", "INSERT INTO %s (at) VALUES (clock_timestamp())" % PROBE)
-    time.sleep(32)                                                # one archive_timeout: the row is archived
+    wait_until_archived(lab, query(lab, "primary", "SELECT pg_walfile_name(pg_switch_wal())")[0][0])
     last_before = query(lab, "primary", "SELECT max(id) FROM %s" % PROBE)[0][0]
     store = "s3-us-east-1"
     servers.fail("primary")
