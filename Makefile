@@ -54,9 +54,9 @@ demo: setup
 	@bash lab/demo.sh "$(SCALE)"
 
 # Everything but the load suite (minutes of pgbench and 20,000 objects): CI runs that after.
-# Two pytest-xdist workers, each with a lab of its own (.lab and .lab-gw1, ports +200: see
+# Three pytest-xdist workers, each with a lab of its own (.lab, .lab-gw1, .lab-gw2, ports +200 each: see
 # tests/conftest.py); a test file runs whole, in order, on one worker; the longest files first.
-TEST_WORKERS ?= 2
+TEST_WORKERS ?= 3
 test: setup
 	@$(PY) -m pytest tests -m "not load" -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder \
 		--junitxml=reports/pytest-junit.xml

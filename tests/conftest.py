@@ -21,7 +21,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def lab_of_this_worker(environ):
-    """`make test` runs two pytest-xdist workers, and each needs a lab of its own: scenario 2
+    """`make test` runs pytest-xdist workers, and each needs a lab of its own: scenario 2
     kills whole sites, and a fault test cuts off an object store. Worker gw0 keeps the lab it
     was given (.lab, or AUDITRON_LAB_DIR); worker gwN gets a sibling directory `<lab>-gwN` with
     every port 200*N higher. Set here, before any test module imports `lab` (it reads these
@@ -80,19 +80,25 @@ def lab():
             servers.stop_started(started)
 
 
-# `make test` hands whole files to two workers (--dist loadfile --no-loadscope-reorder), in
-# collection order. The longest files go first, so that both workers end at about the same
-# time instead of one starting scenario 2 when the other is done. The order follows the files'
-# totals in a two-worker run (scenario 2 ~13 min, quality ~6.5, molecule ~6, the rest ~3 or less);
-# files not listed follow in their usual order.
+# `make test` hands whole files to its workers (--dist loadfile --no-loadscope-reorder), in
+# collection order (a worker is sent its next file when at most two tests of its current files
+# are left, xdist's LoadScopeScheduling._reschedule). The longest files go
+# first, so that the workers end at about the same time instead of one starting scenario 2 when
+# the others are done. The order follows the files' totals in a two-worker run of 2026-12-03
+# (reports/pytest-junit.xml: scenario 2 732 s, molecule 320, quality 201, scenarios 1 and 3 186,
+# verify_backups 175, the secrets scan 147, the drill 122, pgbackrest 115, schedule 106, bad
+# input 93); files not listed follow in their usual order.
 LONGEST_FILES_FIRST = (
-    "tests/test_collection_quality.py",
     "tests/integration/test_scenario_2.py",
     "tests/integration/test_molecule.py",
-    "tests/faults/test_bad_input.py",
+    "tests/test_collection_quality.py",
     "tests/integration/test_scenarios_1_3.py",
-    "tests/integration/test_pgbackrest.py",
+    "tests/integration/test_verify_backups.py",
+    "tests/security/test_no_secret_in_output.py",
     "tests/integration/test_dr_drill.py",
+    "tests/integration/test_pgbackrest.py",
+    "tests/unit/test_schedule_role.py",
+    "tests/faults/test_bad_input.py",
 )
 
 
