@@ -11,7 +11,9 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import datetime
+import os
 import re
+import tempfile
 
 
 class DRError(Exception):
@@ -98,3 +100,27 @@ def first_line(exc):
     """A one-line account of an exception (drivers put hints on later lines)."""
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
+
+
+def write_atomically(path, data, mode=0o644):
+    """Write `data` (text is written as UTF-8) to a hidden temporary file beside `path` (a name
+    neither the textfile collector nor systemd reads), flush it to disk, give it `mode` whatever
+    the umask, and rename it over `path`: a reader sees the old file or the new one, never half
+    of it. The temporary file is removed when anything fails."""
+    if not isinstance(data, bytes):
+        data = data.encode("utf-8")
+    directory, name = os.path.split(os.path.abspath(path))
+    handle, temporary = tempfile.mkstemp(prefix=".%s." % name, suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(handle, "wb") as out:
+            out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
+        os.chmod(temporary, mode)
+        os.replace(temporary, path)
+    except BaseException:
+        try:
+            os.unlink(temporary)
+        except OSError:
+            pass
+        raise

@@ -47,7 +47,6 @@ import math
 import os
 import re
 import socket
-import tempfile
 import time
 
 from urllib.parse import quote
@@ -58,7 +57,7 @@ try:
 except ImportError:  # not POSIX: runs are not serialised, the rename is still atomic
     HAS_FCNTL = False
 
-from ansible_collections.auditron.dr.plugins.module_utils.common import DRError, parse_time
+from ansible_collections.auditron.dr.plugins.module_utils.common import DRError, parse_time, write_atomically
 from ansible_collections.auditron.dr.plugins.module_utils.notify import describe_url, figures_from_report, http_send
 
 PREFIX = "auditron_dr_"
@@ -533,26 +532,6 @@ def read_text(path):
         if exc.errno == errno.ENOENT:
             return None
         raise DRError("cannot read the metrics file %s: %s" % (path, exc))
-
-
-def write_atomically(path, text, mode=0o644):
-    """Write `text` to a hidden temporary file beside `path` (a name the textfile collector does
-    not read), flush it to disk, give it `mode` whatever the umask, and rename it over `path`."""
-    directory, name = os.path.split(path)
-    fd, temporary = tempfile.mkstemp(prefix=".%s." % name, suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(temporary, mode)
-        os.rename(temporary, path)
-    except BaseException:
-        try:
-            os.unlink(temporary)
-        except OSError:
-            pass
-        raise
 
 
 class _JobLock:

@@ -57,7 +57,7 @@ except ImportError:
 
 from ansible_collections.auditron.dr.plugins.module_utils import pg
 from ansible_collections.auditron.dr.plugins.module_utils.common import (
-    DRError, first_line, format_time, parse_time, utc_now)
+    DRError, first_line, format_time, parse_time, utc_now, write_atomically)
 
 STATES = ("stopped", "started", "restarted", "deployed", "status")
 PLATFORMS = ("process", "compose", "kubernetes")
@@ -74,17 +74,7 @@ def _atomic_write_json(path, data, mode=0o644):
     directory = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(directory):
         os.makedirs(directory, 0o700)
-    tmp = "%s.tmp-%d" % (path, os.getpid())
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            json.dump(data, handle)
-        os.chmod(tmp, mode)
-        os.rename(tmp, path)
-    except Exception:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    write_atomically(path, json.dumps(data).encode("utf-8"), mode)
 
 
 def _remove(path):
