@@ -209,6 +209,8 @@ def test_cold_failover_after_the_primary_site_dies(lab, prepared, run_playbook):
     again = run_playbook("failover.yml", extra_vars={"incident_start": incident})
     assert again.rc == 0, again                                   # resumable: a re-run finds it done
     assert "Restore database" not in [t for t in again.stdout.splitlines() if t.startswith("TASK [Cold")]
+    assert "fresh full backup after this failover was made by an earlier run" in json.dumps(report(again)), \
+        "the re-run made a second full backup"                   # nor a second backup
     failback_and_check(lab, run_playbook)
 
 
