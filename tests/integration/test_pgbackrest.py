@@ -210,6 +210,12 @@ def test_every_repository_holds_a_backup_and_check_passes(lab, backed_up):
         assert repo["newest_backup"] in backed_up  # the summary table names each repository's newest backup
         assert repo["system_ids"] == [info["repos"][0]["system_ids"][0]]
     assert "REPO   STATUS" in backed_up
+    # pgbackrest_repo_bundle (default on): the backup's small files are in bundles, here seen in
+    # repo1 (a directory), whose newest backup has a bundle/ directory beside its manifest.
+    settings = dict(line.split("=", 1) for line in open(config_path(lab)).read().splitlines() if "=" in line)
+    assert [settings.get("repo%d-bundle" % key) for key in (1, 2, 3)] == ["y", "y", "y"]
+    newest = os.path.join(settings["repo1-path"], "backup", "auditron", info["repos"][0]["newest_backup"])
+    assert os.path.isdir(os.path.join(newest, "bundle")), os.listdir(newest)
     check = as_lab_user(lab, ["pgbackrest", "--config=" + config_path(lab), "--stanza=auditron", "check"],
                         check=False)
     assert check.returncode == 0, check.stdout + check.stderr
