@@ -81,9 +81,10 @@ def backup_database(*args):
 
 
 @pytest.fixture(scope="module")
-def fresh_backups(lab):
+def fresh_backups(lab, physical_backup):  # pylint: disable=unused-argument
     """An incremental pgBackRest backup in every repository and a logical backup, both recent:
-    the test restores what the weekly job would find on a Sunday at 03:00."""
+    the test restores what the weekly job would find on a Sunday at 03:00. (physical_backup:
+    pgBackRest configured and a full backup made, should this file run first on its lab.)"""
     backup_database("-e", "backup_type=incr")
     yield newest_logical(lab).id
     shutil.rmtree("/tmp/auditron-verify-test-reports", ignore_errors=True)

@@ -46,6 +46,11 @@ def seeded(lab, lab_archiving):  # pylint: disable=unused-argument
     faults.sql(postgres, 'CREATE TABLE "%s" (id int PRIMARY KEY, secret text NOT NULL)' % table, database=database)
     faults.sql(postgres, 'INSERT INTO "%s" SELECT g, %%s || \'-\' || g || \'-\' || md5(g::text) '
                          'FROM generate_series(1, 500) g' % table, database=database, args=(MARKER.decode(),))
+    # Filler past pgBackRest's repo-bundle-limit (2 MiB): the role bundles smaller files, and
+    # backed_up_heap() reads the heap file at its own path in the backup, where only a file
+    # above the limit is stored.
+    faults.sql(postgres, 'INSERT INTO "%s" SELECT g, repeat(\'f\', 200) FROM generate_series(501, 30000) g' % table,
+               database=database)
     faults.sql(postgres, "CHECKPOINT")
     segment = faults.sql(postgres, "SELECT pg_walfile_name(pg_switch_wal())")[0][0]
     faults.wait_for("WAL %s archived to every repository" % segment, lambda: (faults.sql(
@@ -150,7 +155,8 @@ def archived_wal(stanza, lab, segment, tmp_path):
 
 
 def backed_up_heap(stanza, postgres, database, table):
-    """The table's heap file out of the stanza's newest backup in repo1 (repo-get decrypts)."""
+    """The table's heap file out of the stanza's newest backup in repo1 (repo-get decrypts). The
+    file is above repo-bundle-limit (seeded), so it is stored on its own, not in a bundle."""
     path = faults.sql(postgres, "SELECT pg_relation_filepath(%s)", database=database, args=(table,))[0][0]
     label = stanza.backup_labels(repo=1)[-1]
     stored = faults.lab_user_output(stanza.argv("repo-get", "--repo=1") + [
