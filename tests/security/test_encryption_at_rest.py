@@ -44,13 +44,14 @@ def seeded(lab, lab_archiving):  # pylint: disable=unused-argument
     table = "auditron_dr_security_markers_%s" % RUN
     since = time.time() - 2
     faults.sql(postgres, 'CREATE TABLE "%s" (id int PRIMARY KEY, secret text NOT NULL)' % table, database=database)
-    faults.sql(postgres, 'INSERT INTO "%s" SELECT g, %%s || \'-\' || g || \'-\' || md5(g::text) '
-                         'FROM generate_series(1, 500) g' % table, database=database, args=(MARKER.decode(),))
     # Filler past pgBackRest's repo-bundle-limit (2 MiB): the role bundles smaller files, and
     # backed_up_heap() reads the heap file at its own path in the backup, where only a file
-    # above the limit is stored.
+    # above the limit is stored. Written before the markers, so that the markers' WAL is in the
+    # segment switched out below (the filler's spans earlier segments).
     faults.sql(postgres, 'INSERT INTO "%s" SELECT g, repeat(\'f\', 200) FROM generate_series(501, 30000) g' % table,
                database=database)
+    faults.sql(postgres, 'INSERT INTO "%s" SELECT g, %%s || \'-\' || g || \'-\' || md5(g::text) '
+                         'FROM generate_series(1, 500) g' % table, database=database, args=(MARKER.decode(),))
     faults.sql(postgres, "CHECKPOINT")
     segment = faults.sql(postgres, "SELECT pg_walfile_name(pg_switch_wal())")[0][0]
     faults.wait_for("WAL %s archived to every repository" % segment, lambda: (faults.sql(
