@@ -85,24 +85,20 @@ def plan(files, prune=None, default_mode=DEFAULT_MODE, missing_parents_ok=False)
     for path in sorted(wanted):
         content, mode = wanted[path]
         if not os.path.lexists(path):
-            writes.append({"path": path, "content": content, "mode": mode, "before": None, "before_mode": None,
-                           "why": "new"})
-            continue
-        info = os.lstat(path)
-        if stat.S_ISLNK(info.st_mode):
-            raise DRError("%s: is a symbolic link; file_set writes regular files only" % path)
-        before = _read_text(path)
-        before_mode = stat.S_IMODE(info.st_mode)
-        if before != content:
-            writes.append({"path": path, "content": content, "mode": mode, "before": before,
-                           "before_mode": before_mode, "why": "content"})
-        elif before_mode != mode:
-            writes.append({"path": path, "content": content, "mode": mode, "before": before,
-                           "before_mode": before_mode, "why": "mode"})
+            before, before_mode, why = None, None, "new"
         else:
+            info = os.lstat(path)
+            if stat.S_ISLNK(info.st_mode):
+                raise DRError("%s: is a symbolic link; file_set writes regular files only" % path)
+            before, before_mode = _read_text(path), stat.S_IMODE(info.st_mode)
+            why = "content" if before != content else ("mode" if before_mode != mode else None)
+        if why is None:
             unchanged.append(path)
+        else:
+            writes.append({"path": path, "content": content, "mode": mode, "before": before,
+                           "before_mode": before_mode, "why": why})
 
-    removes = []
+    removes, removing = [], set()
     for index, rule in enumerate(prune or []):
         directory = rule.get("directory")
         patterns = rule.get("patterns") or []
@@ -120,7 +116,8 @@ def plan(files, prune=None, default_mode=DEFAULT_MODE, missing_parents_ok=False)
             info = os.lstat(path)
             if stat.S_ISDIR(info.st_mode):
                 continue  # only files are the set's to remove
-            if path not in [r["path"] for r in removes]:
+            if path not in removing:  # two rules may cover one directory
+                removing.add(path)
                 removes.append({"path": path, "before": None if stat.S_ISLNK(info.st_mode) else _read_text(path)})
     return {"write": writes, "unchanged": unchanged, "remove": removes}
 
@@ -131,7 +128,7 @@ def apply(changes):
         if item["why"] == "mode":
             os.chmod(item["path"], item["mode"])
         else:
-            write_atomically(item["path"], item["content"].encode("utf-8"), item["mode"])
+            write_atomically(item["path"], item["content"], item["mode"])
     for item in changes["remove"]:
         os.unlink(item["path"])
 
@@ -145,8 +142,8 @@ def diff(changes):
             entries.append({"before_header": "%s (mode %04o)" % (header, item["before_mode"]),
                             "after_header": "%s (mode %04o)" % (header, item["mode"]), "before": "", "after": ""})
         else:
-            entries.append({"before_header": header if item["before"] is not None or item["why"] == "content"
-                            else "%s (absent)" % header, "after_header": header,
+            entries.append({"before_header": header if item["why"] != "new" else "%s (absent)" % header,
+                            "after_header": header,
                             "before": item["before"] if item["before"] is not None else "",
                             "after": item["content"]})
     for item in changes["remove"]:

@@ -74,7 +74,7 @@ def _atomic_write_json(path, data, mode=0o644):
     directory = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(directory):
         os.makedirs(directory, 0o700)
-    write_atomically(path, json.dumps(data).encode("utf-8"), mode)
+    write_atomically(path, json.dumps(data), mode)
 
 
 def _remove(path):
