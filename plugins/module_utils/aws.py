@@ -12,19 +12,13 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-import traceback
-
-try:
-    import boto3  # pylint: disable=unused-import  # only for HAS_BOTO3: clients come from storage.boto_client
-    import botocore.exceptions
-    from botocore.config import Config as BotoConfig
-    HAS_BOTO3 = True
-    BOTO3_IMPORT_ERROR = None
-except ImportError:
-    HAS_BOTO3 = False
-    BOTO3_IMPORT_ERROR = traceback.format_exc()
-
 from ansible_collections.auditron.dr.plugins.module_utils import storage
+# Clients and their Config come from storage, which imports boto3 only when a client is made.
+from ansible_collections.auditron.dr.plugins.module_utils.storage import (  # pylint: disable=unused-import
+    BOTO3_IMPORT_ERROR, HAS_BOTO3)  # BOTO3_IMPORT_ERROR: for modules and crypto, which import it from here
+
+if HAS_BOTO3:
+    import botocore.exceptions
 from ansible_collections.auditron.dr.plugins.module_utils.common import DRError, first_line
 
 
@@ -40,8 +34,8 @@ def client(service, params, max_attempts=3, connect_timeout=5, read_timeout=20):
     params = params or {}
     verify = (params.get("ca_bundle") or params.get("ca_file") or True) if params.get("validate_certs", True) \
         is not False else False
-    config = BotoConfig(connect_timeout=connect_timeout, read_timeout=read_timeout,
-                        retries={"max_attempts": max_attempts, "mode": "standard"})
+    config = storage.boto_config(connect_timeout=connect_timeout, read_timeout=read_timeout,
+                                 retries={"max_attempts": max_attempts, "mode": "standard"})
     return storage.boto_client(
         service, endpoint_url=params.get("endpoint_url") or params.get("endpoint"),
         region_name=params.get("region") or "us-east-1", aws_access_key_id=params.get("access_key"),

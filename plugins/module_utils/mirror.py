@@ -58,22 +58,17 @@ import ssl
 import tempfile
 import threading
 import time
-import traceback
 from xml.etree import ElementTree
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import quote, unquote_plus, urlsplit
 
-try:
-    import boto3
-    import botocore.exceptions
-    HAS_BOTO3 = True
-    BOTO3_IMPORT_ERROR = None
-except ImportError:
-    HAS_BOTO3 = False
-    BOTO3_IMPORT_ERROR = traceback.format_exc()
-
 from ansible_collections.auditron.dr.plugins.module_utils.common import DRError, first_line, human_bytes
-from ansible_collections.auditron.dr.plugins.module_utils.storage import S3Location, s3_error
+# boto3 is imported only for its credential chain (see storage.HAS_BOTO3 on why not here).
+from ansible_collections.auditron.dr.plugins.module_utils.storage import (  # pylint: disable=unused-import
+    BOTO3_IMPORT_ERROR, HAS_BOTO3, S3Location, s3_error)  # BOTO3_IMPORT_ERROR: for the modules
+
+if HAS_BOTO3:
+    import botocore.exceptions
 
 Entry = collections.namedtuple("Entry", ["key", "size", "etag"])
 Head = collections.namedtuple("Head", ["key", "size", "etag", "metadata", "content_type"])
@@ -175,6 +170,7 @@ class _Credentials(object):
         if access_key and secret_key:
             self._static = (access_key, secret_key, session_token or None)
         elif HAS_BOTO3:
+            import boto3.session  # pylint: disable=import-outside-toplevel
             self._chain = boto3.session.Session().get_credentials()
         if self._static is None and self._chain is None:
             raise DRError("%s: no credentials configured (access_key/secret_key)" % what)

@@ -32,8 +32,6 @@ import time
 from urllib.error import HTTPError, URLError
 from urllib.parse import urlsplit
 
-from ansible.module_utils.urls import open_url
-
 from ansible_collections.auditron.dr.plugins.module_utils.common import (
     DRError, first_line, format_time, human_duration, utc_now)
 from ansible_collections.auditron.dr.plugins.module_utils.timeline import key_figures
@@ -81,6 +79,9 @@ def http_send(url, data=None, method="POST", headers=None, timeout=10, ca_bundle
 
     Returns {status, body, attempts}; raises DRError naming `what` and the URL's host only.
     """
+    # Imported here: ansible.module_utils.urls costs about 0.2 s of CPU to load, and dr_metrics,
+    # which shares this file, sends nothing in most runs (it writes the textfile collector's file).
+    from ansible.module_utils.urls import open_url  # pylint: disable=import-outside-toplevel
     attempts = max(1, int(attempts or 1))
     target = "%s %s" % (what, describe_url(url))
     last_error = last_status = None

@@ -49,17 +49,21 @@ try:
 except ImportError:  # pragma: no cover - Python 2 is not supported, kept for sanity's import test
     import Queue as queue  # type: ignore
 
+# boto3 itself (and botocore's config and session machinery) is imported when the first client
+# is made, not here: that import costs about 0.2 s of CPU, and most runs of the modules that can
+# reach S3 make no client (pgBackRest's modules, local locations). botocore.exceptions is cheap
+# and is needed to read errors.
+from ansible_collections.auditron.dr.plugins.module_utils.common import DRError, first_line, importable
+
 try:
-    import boto3
     import botocore.exceptions
-    from botocore.config import Config as BotoConfig
+    if not importable("boto3"):
+        raise ImportError("No module named 'boto3'")
     HAS_BOTO3 = True
     BOTO3_IMPORT_ERROR = None
 except ImportError:
     HAS_BOTO3 = False
     BOTO3_IMPORT_ERROR = traceback.format_exc()
-
-from ansible_collections.auditron.dr.plugins.module_utils.common import DRError, first_line
 
 ObjectInfo = collections.namedtuple("ObjectInfo", ["key", "size", "etag", "last_modified", "metadata"])
 ObjectInfo.__new__.__defaults__ = (None, None, None)
@@ -77,8 +81,15 @@ def boto_client(service, **kwargs):
     global _SESSION  # pylint: disable=global-statement
     with _SESSION_LOCK:
         if _SESSION is None:
+            import boto3.session  # pylint: disable=import-outside-toplevel  # see HAS_BOTO3
             _SESSION = boto3.session.Session()
         return _SESSION.client(service, **kwargs)
+
+
+def boto_config(**kwargs):
+    """A botocore Config, imported only now (see HAS_BOTO3)."""
+    from botocore.config import Config  # pylint: disable=import-outside-toplevel
+    return Config(**kwargs)
 
 
 TEMP_PREFIX = ".auditron-tmp-"
@@ -465,7 +476,7 @@ class S3Location(Location):
         self.sse_kms_key_id = sse_kms_key_id
         self.part_size = max(int(part_size), 5 * 1024 * 1024)
         verify = (ca_bundle or True) if validate_certs else False
-        config = BotoConfig(
+        config = boto_config(
             region_name=region, connect_timeout=connect_timeout, read_timeout=read_timeout,
             retries={"max_attempts": max_attempts, "mode": "standard"},
             max_pool_connections=max_pool_connections,
