@@ -113,11 +113,11 @@ def first_line(exc):
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-def write_atomically(path, data, mode=0o644):
+def write_atomically(path, data, mode=0o644, uid=-1, gid=-1):
     """Write `data` (text is written as UTF-8) to a hidden temporary file beside `path` (a name
     neither the textfile collector nor systemd reads), flush it to disk, give it `mode` whatever
-    the umask, and rename it over `path`: a reader sees the old file or the new one, never half
-    of it. The temporary file is removed when anything fails."""
+    the umask (and `uid`/`gid` when not -1), and rename it over `path`: a reader sees the old file
+    or the new one, never half of it. The temporary file is removed when anything fails."""
     if not isinstance(data, bytes):
         data = data.encode("utf-8")
     directory, name = os.path.split(os.path.abspath(path))
@@ -127,6 +127,8 @@ def write_atomically(path, data, mode=0o644):
             out.write(data)
             out.flush()
             os.fsync(out.fileno())
+        if uid != -1 or gid != -1:
+            os.chown(temporary, uid, gid)
         os.chmod(temporary, mode)
         os.replace(temporary, path)
     except BaseException:

@@ -10,21 +10,25 @@ __metaclass__ = type
 DOCUMENTATION = r"""
 ---
 module: file_set
-short_description: Write a set of small text files in one go, and remove the ones no longer listed
+short_description: Make a set of directories and write small text files in one go, and remove the ones no longer listed
 version_added: 0.1.0
 author:
   - AUDITRON SRE (@auditron)
 description:
-  - Writes each file of O(files) whose content or mode differs from what is given, and removes the files of
-    the O(prune) directories that match their patterns but are not listed. All of it in one module run, where
-    M(ansible.builtin.template) in a loop costs two or three module runs per file.
+  - Makes the directories of O(directories) that are missing (or sets their mode and owner), writes each file
+    of O(files) whose content, mode or owner differs from what is given, and removes the files of the O(prune)
+    directories that match their patterns but are not listed. All of it in one module run, where
+    M(ansible.builtin.file) and M(ansible.builtin.template) in a loop cost one to three module runs per item.
   - Made for roles that install many generated files - the C(schedule) role's systemd units and job settings,
-    rendered on the controller with the C(ansible.builtin.template) lookup.
+    rendered on the controller with the C(ansible.builtin.template) lookup - and the directories they live in
+    (the C(pgbackrest) role's configuration, log, spool, lock and repository directories).
   - Each file is written to a temporary file in its directory and renamed over the old one, so that a reader
     sees the old file or the new one, never half of it.
   - Everything is checked before anything is written (absolute paths, existing parent directories, modes,
-    no path listed twice); bad input fails with one message naming the file, and nothing is changed.
-  - Files are written with the owner of the module's process; use M(ansible.builtin.file) to change owners.
+    owners that exist, no path listed twice); bad input fails with one message naming the path, and nothing is
+    changed.
+  - Files and directories without O(files[].owner) or O(directories[].owner) keep the owner of the module's
+    process (a new one) or the owner they have.
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
 attributes:
@@ -33,10 +37,37 @@ attributes:
     details: Compares, and returns what would be written and removed; changes nothing.
   diff_mode:
     support: full
-    details: One diff entry per file written or removed.
+    details: One diff entry per directory made or changed, and per file written or removed.
   platform:
     platforms: posix
 options:
+  directories:
+    description:
+      - Directories made before the files are written, in the order given (missing parents are made as
+        C(mkdir -p) does). An existing one gets the mode, owner and group given, unless
+        O(directories[].create_only) is set.
+    type: list
+    elements: dict
+    default: []
+    suboptions:
+      path:
+        description: Absolute path of the directory.
+        type: path
+        required: true
+      mode:
+        description: Permission bits, as an octal string such as V('0750').
+        type: raw
+        default: '0755'
+      owner:
+        description: User name or uid that should own it. Not managed when omitted.
+        type: str
+      group:
+        description: Group name or gid that should own it. Not managed when omitted.
+        type: str
+      create_only:
+        description: Made when missing, never changed when it exists (a directory shared with others).
+        type: bool
+        default: false
   files:
     description: The files of the set.
     type: list
@@ -44,7 +75,7 @@ options:
     default: []
     suboptions:
       path:
-        description: Absolute path of the file. Its directory must exist.
+        description: Absolute path of the file. Its directory must exist or be listed in O(directories).
         type: path
         required: true
       content:
@@ -54,6 +85,12 @@ options:
       mode:
         description: Permission bits, as an octal string such as V('0644'). Defaults to O(mode).
         type: raw
+      owner:
+        description: User name or uid that should own the file. Not managed when omitted.
+        type: str
+      group:
+        description: Group name or gid that should own the file. Not managed when omitted.
+        type: str
   mode:
     description: Permission bits of files that give none, as an octal string such as V('0644').
     type: raw
@@ -106,8 +143,14 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+directories:
+  description: Directories made, or whose mode or owner was set (in check mode, that would be).
+  returned: always
+  type: list
+  elements: str
+  sample: [/etc/pgbackrest]
 written:
-  description: Paths written, or whose mode was set (in check mode, that would be).
+  description: Paths written, or whose mode or owner was set (in check mode, that would be).
   returned: always
   type: list
   elements: str
@@ -119,7 +162,7 @@ removed:
   elements: str
   sample: [/etc/systemd/system/auditron-dr-old_job.timer]
 unchanged:
-  description: How many listed files already had the content and mode given.
+  description: How many listed files and directories were already as given.
   returned: always
   type: int
   sample: 28
@@ -131,10 +174,19 @@ from ansible_collections.auditron.dr.plugins.module_utils.base import AuditronMo
 
 def argument_spec():
     return dict(
+        directories=dict(type="list", elements="dict", default=[], options=dict(
+            path=dict(type="path", required=True),
+            mode=dict(type="raw", default="0755"),
+            owner=dict(type="str"),
+            group=dict(type="str"),
+            create_only=dict(type="bool", default=False),
+        )),
         files=dict(type="list", elements="dict", default=[], options=dict(
             path=dict(type="path", required=True),
             content=dict(type="str", required=True),
             mode=dict(type="raw"),
+            owner=dict(type="str"),
+            group=dict(type="str"),
         )),
         mode=dict(type="raw", default="0644"),
         prune=dict(type="list", elements="dict", default=[], options=dict(
@@ -148,7 +200,7 @@ def main():
     module = AuditronModule(argument_spec(), supports_check_mode=True)
     params = module.params
     module.run(fileset.sync, params["files"], prune=params["prune"], default_mode=params["mode"],
-               check_mode=module.check_mode, want_diff=module.diff_mode)
+               check_mode=module.check_mode, want_diff=module.diff_mode, directories=params["directories"])
 
 
 if __name__ == "__main__":

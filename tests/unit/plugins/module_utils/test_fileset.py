@@ -26,7 +26,7 @@ def test_writes_what_differs_and_a_second_run_changes_nothing(tmp_path):
     assert tree(tmp_path) == {"a.timer": "A\n", "b.env": "B=1\n"}
     assert mode_of(tmp_path / "a.timer") == 0o644 and mode_of(tmp_path / "b.env") == 0o600
     second = fileset.sync(files)
-    assert second == {"changed": False, "written": [], "removed": [], "unchanged": 2}
+    assert second == {"changed": False, "directories": [], "written": [], "removed": [], "unchanged": 2}
     files[0]["content"] = "A2\n"
     third = fileset.sync(files)
     assert third["written"] == [str(tmp_path / "a.timer")] and third["unchanged"] == 1
@@ -57,7 +57,7 @@ def test_prune_removes_unlisted_matches_only(tmp_path):
 
 def test_prune_of_a_missing_directory_is_passed_over(tmp_path):
     result = fileset.sync([], prune=[{"directory": str(tmp_path / "nowhere"), "patterns": ["*"]}])
-    assert result == {"changed": False, "written": [], "removed": [], "unchanged": 0}
+    assert result == {"changed": False, "directories": [], "written": [], "removed": [], "unchanged": 0}
 
 
 def test_check_mode_says_what_would_change_and_changes_nothing(tmp_path):
@@ -134,3 +134,66 @@ def test_a_failed_write_leaves_no_temporary_file(tmp_path, monkeypatch):
     with pytest.raises(OSError):
         fileset.sync([{"path": str(tmp_path / "a.env"), "content": "x"}])
     assert os.listdir(str(tmp_path)) == []
+
+
+# Directories: made in the same run as the files that go in them.
+
+def test_directories_are_made_with_their_mode_before_the_files_and_a_second_run_changes_nothing(tmp_path):
+    conf_dir, spool = tmp_path / "etc" / "pgbackrest", tmp_path / "var" / "spool"
+    directories = [{"path": str(conf_dir), "mode": "0750"}, {"path": str(spool), "mode": "0700"}]
+    files = [{"path": str(conf_dir / "pgbackrest.conf"), "content": "[global]\n", "mode": "0640"}]
+    first = fileset.sync(files, directories=directories)
+    assert first["changed"] and first["directories"] == [str(conf_dir), str(spool)]
+    assert mode_of(conf_dir) == 0o750 and mode_of(spool) == 0o700 and mode_of(conf_dir / "pgbackrest.conf") == 0o640
+    assert fileset.sync(files, directories=directories) == {
+        "changed": False, "directories": [], "written": [], "removed": [], "unchanged": 3}
+    os.chmod(str(spool), 0o755)
+    again = fileset.sync(files, directories=directories)
+    assert again["directories"] == [str(spool)] and again["written"] == [] and mode_of(spool) == 0o700
+
+
+def test_a_create_only_directory_is_made_when_missing_and_never_changed(tmp_path):
+    shared = tmp_path / "backups"
+    directories = [{"path": str(shared), "mode": "0750", "create_only": True}]
+    assert fileset.sync([], directories=directories)["directories"] == [str(shared)] and mode_of(shared) == 0o750
+    os.chmod(str(shared), 0o775)  # another role's choice
+    assert not fileset.sync([], directories=directories)["changed"] and mode_of(shared) == 0o775
+
+
+def test_owner_and_group_are_set_and_compared(tmp_path):
+    me, group = os.getuid(), os.getgid()
+    directories = [{"path": str(tmp_path / "d"), "owner": str(me), "group": str(group)}]
+    files = [{"path": str(tmp_path / "d" / "f"), "content": "x", "owner": str(me), "group": str(group)}]
+    assert fileset.sync(files, directories=directories)["changed"]
+    assert not fileset.sync(files, directories=directories)["changed"]
+    assert os.stat(str(tmp_path / "d" / "f")).st_uid == me
+
+
+def test_check_mode_lists_the_directories_and_files_it_would_make_and_makes_none(tmp_path):
+    new_dir = tmp_path / "new"
+    result = fileset.sync([{"path": str(new_dir / "f"), "content": "x"}],
+                          directories=[{"path": str(new_dir), "mode": "0750"}], check_mode=True, want_diff=True)
+    assert result["directories"] == [str(new_dir)] and result["written"] == [str(new_dir / "f")]
+    assert not new_dir.exists()
+    assert result["diff"][0]["before_header"] == "%s/ (absent)" % new_dir
+    assert result["diff"][0]["after_header"] == "%s/ (directory, mode 0750)" % new_dir
+
+
+@pytest.mark.parametrize("directories, fault", [
+    ([{"path": "relative/dir"}], "path must be absolute"),
+    ([{"path": "/tmp/x-%d" % os.getpid(), "owner": "no-such-user-auditron"}], "owner 'no-such-user-auditron' is not a user"),
+    ([{"path": "/tmp/x-%d" % os.getpid(), "group": "no-such-group-auditron"}], "group 'no-such-group-auditron' is not a group"),
+    ([{"path": "/tmp/x-%d" % os.getpid(), "mode": "0999"}], "is not an octal mode"),
+])
+def test_bad_directories_are_refused_by_name_and_nothing_is_made(tmp_path, directories, fault):
+    target = tmp_path / "f"
+    with pytest.raises(DRError) as err:
+        fileset.sync([{"path": str(target), "content": "x"}], directories=directories)
+    assert fault in str(err.value)
+    assert not target.exists() and not os.path.exists("/tmp/x-%d" % os.getpid())
+
+
+def test_a_file_where_a_directory_is_wanted_is_refused(tmp_path):
+    (tmp_path / "taken").write_text("a file")
+    with pytest.raises(DRError, match="exists and is not a directory"):
+        fileset.sync([], directories=[{"path": str(tmp_path / "taken")}])
