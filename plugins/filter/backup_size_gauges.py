@@ -10,9 +10,10 @@ __metaclass__ = type
 from ansible_collections.auditron.dr.plugins.module_utils.metrics import backup_size_gauges
 
 
-def size_gauges(physical, logical=None):
+def size_gauges(physical, logical=None, files=None, files_location=None):
     return backup_size_gauges(physical if isinstance(physical, dict) else None,
-                              logical if isinstance(logical, dict) else None)
+                              logical if isinstance(logical, dict) else None,
+                              files if isinstance(files, dict) else None, files_location)
 
 
 class FilterModule(object):

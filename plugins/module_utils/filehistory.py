@@ -640,6 +640,12 @@ def _sync_pass(source, backup, latest, new_id, incomplete, snapshot, delete, max
                 errors.append("point %s could not be written: %s" % (new_id, exc.message))
         if not check_mode and incomplete and not errors:
             _remove_incomplete(backup, incomplete)
+        # What current/ holds after the run (the size-anomaly alert's input): the new point's
+        # totals, or the latest point's when nothing changed; unknown in check mode.
+        newest = result["point"] if result["point"] and result["point"].get("written") else (
+            None if check_mode else latest)
+        result["backup_objects"] = newest["objects"] if newest else None
+        result["backup_bytes"] = newest["bytes"] if newest else None
     finally:
         journal.close()
         ledger.close()

@@ -401,13 +401,20 @@ def measured_gauges(size_bytes=None, labels=None, checks=None, gauges=None, figu
     return rows
 
 
-def backup_size_gauges(physical=None, logical=None):
+def backup_size_gauges(physical=None, logical=None, files=None, files_location=None):
     """backup_size_bytes gauges (the size-anomaly alert's input) from what a backup run made:
     `physical` is a pgbackrest_backup result (one gauge per repository that made a backup:
     the bytes it stored for this backup, labelled with the type pgBackRest made), `logical` a
-    pg_backup result (one gauge per location that holds the whole artifact, type logical).
-    Failed repositories and locations give none: the job's failure metrics speak for them."""
+    pg_backup result (one gauge per location that holds the whole artifact, type logical),
+    `files` a file_history sync result (one gauge for `files_location`, type mirror: the bytes
+    its current/ holds after the run). Failed repositories, locations and syncs give none: the
+    job's failure metrics speak for them."""
     gauges = []
+    files = files or {}
+    if files_location and files.get("backup_bytes") is not None and not files.get("failed") \
+            and not files.get("check_mode"):
+        gauges.append({"name": "backup_size_bytes", "value": files["backup_bytes"],
+                       "labels": {"location": files_location, "type": "mirror"}})
     for repo in (physical or {}).get("repos") or []:
         size = repo.get("repo_delta") if repo.get("repo_delta") is not None else repo.get("repo_size")
         if repo.get("ok") and size is not None and repo.get("type"):

@@ -246,6 +246,17 @@ point:
   type: dict
   sample: {id: "20261124T020000Z", time: "2026-11-24T02:00:00Z", kind: snapshot, full: true,
            base: "20261124T020000Z", objects: 1003, bytes: 60293117, written: true}
+backup_objects:
+  description: How many objects the backup's C(current/) holds after a sync - the new point's count, or the latest
+    point's when nothing changed; null in check mode.
+  returned: operation is sync
+  type: int
+  sample: 1003
+backup_bytes:
+  description: The bytes of those objects (the size gauge of the file backup that C(backup_files.yml) records).
+  returned: operation is sync
+  type: int
+  sample: 60293117
 recovery_point:
   description: The time the backup was (sync) or the restored objects were (restore) known equal to the source.
   returned: success, operation is sync or restore

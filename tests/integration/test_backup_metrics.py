@@ -51,3 +51,6 @@ def test_file_and_configuration_backups_are_recorded(site_backups, run_playbook)
     for job in ("backup_files", "backup_config"):
         found = samples(site_backups, job)
         assert value(found, "auditron_dr_last_run_success", job=job) == 1, job
+    # What the file backup's current/ holds: the size-anomaly alert's input (the lab seeds ~58 MB).
+    assert value(samples(site_backups, "backup_files"), "auditron_dr_backup_size_bytes", job="backup_files",
+                 location="s3-us-east-1", type="mirror") > 10 * 1024 * 1024

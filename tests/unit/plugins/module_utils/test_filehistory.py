@@ -306,6 +306,23 @@ def test_nothing_changed_writes_nothing_but_a_snapshot_always_writes(world):
     assert snap["changed"] and snap["point"]["kind"] == "snapshot" and snap["point"]["full"]
 
 
+def test_every_run_says_what_the_backup_holds_after_it(world):
+    """backup_objects/backup_bytes: the size gauge's input, from the new point, or the latest one
+    when nothing changed; unknown in check mode."""
+    _server, source, backup = world
+    source.put("x", b"12345")
+    source.put("y", b"123")
+    first = filehistory.sync(source, backup, now=T0)
+    assert (first["backup_objects"], first["backup_bytes"]) == (2, 8)
+    unchanged = filehistory.sync(source, backup, now=T0 + datetime.timedelta(hours=1))
+    assert unchanged["point"] is None and (unchanged["backup_objects"], unchanged["backup_bytes"]) == (2, 8)
+    source.put("z", b"1234567890")
+    planned = filehistory.sync(source, backup, now=T0 + datetime.timedelta(hours=2), check_mode=True)
+    assert planned["backup_bytes"] is None
+    grown = filehistory.sync(source, backup, now=T0 + datetime.timedelta(hours=3))
+    assert (grown["backup_objects"], grown["backup_bytes"]) == (3, 18)
+
+
 def test_restore_by_time_picks_the_newest_point_at_or_before_it(world):
     server, source, backup = world
     source.put("x", b"1")

@@ -497,6 +497,16 @@ def test_backup_size_gauges_come_from_what_each_repository_and_location_stored(t
                     type="incr") == 120
 
 
+def test_the_file_backup_size_gauge_is_what_its_current_prefix_holds():
+    synced = {"backup_bytes": 58000000, "backup_objects": 1003, "check_mode": False}
+    assert metrics.backup_size_gauges(files=synced, files_location="s3-us-east-1") == [
+        {"name": "backup_size_bytes", "value": 58000000, "labels": {"location": "s3-us-east-1", "type": "mirror"}}]
+    # No gauge from a failed sync, a check-mode run, or without the location's name.
+    assert metrics.backup_size_gauges(files=dict(synced, failed=True), files_location="s3-us-east-1") == []
+    assert metrics.backup_size_gauges(files=dict(synced, check_mode=True), files_location="s3-us-east-1") == []
+    assert metrics.backup_size_gauges(files=synced) == []
+
+
 def test_backup_size_gauges_of_a_run_that_made_nothing_are_none():
     assert metrics.backup_size_gauges(None, None) == []
     assert metrics.backup_size_gauges({"repos": [{"name": "repo1", "ok": False}]}, {"skipped": True}) == []
