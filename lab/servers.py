@@ -65,21 +65,24 @@ def _owned_file(path, text, mode=0o600):
 
 def ensure_traversable():
     """The server user must reach the venv's python and the lab dir: as root, grant search (x)
-    on the ancestors that lack it (a mktemp clone is 0700). Nothing is made readable."""
+    on the ancestors that lack it (a mktemp clone is 0700). The repository's own top directory
+    also gets read (r): Python lists a directory to import from it, and the tests run the engine
+    as the server user from .collections, which links to it. Nothing else is made readable."""
     if not config.running_as_root():
         return []
     granted = []
-    for target in (config.REPO / ".venv" / "bin", config.LAB_DIR):
-        for ancestor in reversed(list(target.parents)):
-            try:
-                mode = ancestor.stat().st_mode
-            except FileNotFoundError:
-                continue
-            if not mode & 0o001:
-                os.chmod(ancestor, mode | 0o001)
-                granted.append(str(ancestor))
+    wanted = [(ancestor, 0o001) for target in (config.REPO / ".venv" / "bin", config.LAB_DIR)
+              for ancestor in reversed(list(target.parents))] + [(config.REPO, 0o005)]
+    for ancestor, bits in wanted:
+        try:
+            mode = ancestor.stat().st_mode
+        except FileNotFoundError:
+            continue
+        if mode & bits != bits:
+            os.chmod(ancestor, mode | bits)
+            granted.append(str(ancestor))
     if granted:
-        print(f"lab: granted search permission (o+x) on {', '.join(sorted(set(granted)))} "
+        print(f"lab: granted search permission (o+x; o+rx on the repository) on {', '.join(sorted(set(granted)))} "
               f"so that user {config.LAB_USER} can reach the lab")
     return granted
 
