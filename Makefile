@@ -33,7 +33,7 @@ $(STAMP): requirements/run.txt requirements/test.txt requirements/constraints.tx
 lab-up: setup
 	@$(PY) -m lab up
 
-# The second test worker's lab too (.lab-gw1), should AUDITRON_KEEP_LAB=1 have left it running.
+# The other test workers' labs too (.lab-gwN), should AUDITRON_KEEP_LAB=1 have left it running.
 lab-down:
 	@if [ -x $(PY) ]; then $(PY) -m lab down; else echo "lab: down (no .venv, nothing was started)"; fi
 	@for dir in .lab-gw*/; do [ -d "$$dir" ] && [ -x $(PY) ] && AUDITRON_LAB_DIR="$(CURDIR)/$${dir%/}" $(PY) -m lab down; done; true
@@ -54,9 +54,12 @@ demo: setup
 	@bash lab/demo.sh "$(SCALE)"
 
 # Everything but the load suite (minutes of pgbench and 20,000 objects): CI runs that after.
-# Three pytest-xdist workers, each with a lab of its own (.lab, .lab-gw1, .lab-gw2, ports +200 each: see
-# tests/conftest.py); a test file runs whole, in order, on one worker; the longest files first.
-TEST_WORKERS ?= 3
+# Four pytest-xdist workers, each with a lab of its own (.lab, .lab-gw1 .. .lab-gw3, ports +200 each:
+# see tests/conftest.py); a test file runs whole, in order, on one worker; the longest files first.
+# Four on 2 cores because with three the cores waited a quarter of the time (sleeps, archive waits,
+# servers starting): 2026-12-03, one tree, 3 workers 1399 s in a fresh clone (cores 75% busy; an
+# earlier run 1159 s), 4 workers 1165 s (87% busy). Scenario 2 (about 1100 s with four) then sets the pace.
+TEST_WORKERS ?= 4
 test: setup
 	@$(PY) -m pytest tests -m "not load" -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder \
 		--junitxml=reports/pytest-junit.xml
