@@ -20,6 +20,7 @@ import pytest
 
 from lab import proc, servers
 from tests.helpers.lab_db import connect, query
+from tests.integration.test_verify_backups import flat
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
 
@@ -66,10 +67,6 @@ class Writer:
     def __exit__(self, *exc):
         self.stop.set()
         self.thread.join(10)
-
-
-def flat(text):
-    return " ".join(text.split())  # the YAML callback folds long lines
 
 
 def dns_answer(lab):
