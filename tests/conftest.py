@@ -80,6 +80,15 @@ def lab():
             servers.stop_started(started)
 
 
+@pytest.fixture(scope="session")
+def key_file(tmp_path_factory):
+    """A backup key file (key_source file) for the session's tests."""
+    from ansible_collections.auditron.dr.plugins.module_utils.crypto import generate_key_file  # pylint: disable=import-outside-toplevel
+    path = str(tmp_path_factory.mktemp("keys") / "backup.key")
+    generate_key_file(path)
+    return path
+
+
 # `make test` hands whole files to its workers (--dist loadfile --no-loadscope-reorder), in
 # collection order (a worker is sent its next file when at most two tests of its current files
 # are left, xdist's LoadScopeScheduling._reschedule). The longest files go
@@ -158,23 +167,33 @@ def ansible_env(extra=None):
     return env
 
 
+def ansible_playbook(playbook, report_dir, extra_vars=None, check=False, inventory=None, args=(), env=None,
+                     timeout=900):
+    """ansible-playbook against inventories/local (or `inventory`), as a user runs it; `playbook`
+    relative to playbooks/ or absolute. The timeline callback writes its reports to report_dir."""
+    playbook = str(playbook)
+    if not os.path.isabs(playbook):
+        playbook = str(REPO / "playbooks" / playbook)
+    command = [str(VENV_BIN / "ansible-playbook"), "-i", str(inventory or REPO / "inventories" / "local"), playbook]
+    if extra_vars:
+        command += ["-e", json.dumps(extra_vars)]
+    if check:
+        command.append("--check")
+    command += list(args)
+    extra_env = {"AUDITRON_DR_REPORT_DIR": str(report_dir)}
+    extra_env.update(env or {})
+    return subprocess.run(command, cwd=str(REPO), env=ansible_env(extra_env), capture_output=True,
+                          text=True, timeout=timeout, check=False)
+
+
 @pytest.fixture
 def run_playbook(tmp_path):
     """run_playbook("preflight.yml", extra_vars={...}, check=False, inventory=None, args=[])."""
 
     def run(playbook, extra_vars=None, check=False, inventory=None, args=(), env=None, timeout=900):
         report_dir = tmp_path / "reports"
-        command = [str(VENV_BIN / "ansible-playbook"), "-i", str(inventory or REPO / "inventories" / "local"),
-                   str(REPO / "playbooks" / playbook)]
-        if extra_vars:
-            command += ["-e", json.dumps(extra_vars)]
-        if check:
-            command.append("--check")
-        command += list(args)
-        extra_env = {"AUDITRON_DR_REPORT_DIR": str(report_dir)}
-        extra_env.update(env or {})
-        completed = subprocess.run(command, cwd=str(REPO), env=ansible_env(extra_env), capture_output=True,
-                                   text=True, timeout=timeout, check=False)
+        completed = ansible_playbook(playbook, report_dir, extra_vars=extra_vars, check=check, inventory=inventory,
+                                     args=args, env=env, timeout=timeout)
         log_path = tmp_path / ("%s-%d.log" % (Path(playbook).stem, len(list(tmp_path.glob("*.log")))))
         log_path.write_text(completed.stdout + completed.stderr)
         return PlaybookRun(completed, report_dir, log_path)

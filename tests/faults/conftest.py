@@ -20,7 +20,6 @@ from pathlib import Path
 
 import pytest
 
-from ansible_collections.auditron.dr.plugins.module_utils.crypto import generate_key_file
 from ansible_collections.auditron.dr.plugins.module_utils.storage import location_from_params
 from tests.conftest import REPO
 from tests.faults import table
@@ -259,13 +258,6 @@ def run_restore_database(prod, tmp_path, backup_id, **extra_vars):
              "auditron_dr_local_backup_dir": str(backup_dir), "auditron_dr_backup_locations": []}
     extra.update(extra_vars)
     return faults.playbook("restore_database.yml", tmp_path / "reports", extra_vars=extra)
-
-
-@pytest.fixture(scope="session")
-def key_file(tmp_path_factory):
-    path = str(tmp_path_factory.mktemp("keys") / "backup.key")
-    generate_key_file(path)
-    return path
 
 
 class Places(object):
