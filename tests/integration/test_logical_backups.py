@@ -23,7 +23,7 @@ from ansible_collections.auditron.dr.plugins.module_utils.crypto import generate
 from ansible_collections.auditron.dr.plugins.module_utils.storage import location_from_params
 from tests.conftest import REPO
 from tests.helpers.faults import (LOGICAL_BACKUP_PLAYBOOK, admin, database_exists, kms_encryption, pg_params,
-                                 s3_params, sql)
+                                  s3_params, sql)
 from tests.helpers.tcpproxy import TcpProxy
 
 pytestmark = pytest.mark.lab
