@@ -170,6 +170,9 @@ def own_stanza(lab, lab_archiving):  # pylint: disable=unused-argument
         yield stanza
 
 
+CANARY_ROWS = 3
+
+
 @pytest.fixture(scope="session")
 def canary(lab, postgres):  # pylint: disable=unused-argument
     """A table in the lab's production database that hostile input names: it must survive every
@@ -177,8 +180,8 @@ def canary(lab, postgres):  # pylint: disable=unused-argument
     name = "auditron_dr_faults_canary_%s" % RUN
     database = lab["sites"]["primary"]["postgres"]["database"]
     faults.sql(postgres, 'CREATE TABLE "%s" (id int PRIMARY KEY, note text)' % name, database=database)
-    faults.sql(postgres, 'INSERT INTO "%s" SELECT g, %%s FROM generate_series(1, 3) g' % name, database=database,
-               args=("still here",))
+    faults.sql(postgres, 'INSERT INTO "%s" SELECT g, %%s FROM generate_series(1, %%s) g' % name, database=database,
+               args=("still here", CANARY_ROWS))
     yield name
     faults.sql(postgres, 'DROP TABLE IF EXISTS "%s"' % name, database=database)
 
