@@ -8,8 +8,10 @@
 - `run_playbook`: ansible-playbook against inventories/local, as a user runs it.
 """
 
+import faulthandler
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -134,6 +136,55 @@ def pytest_terminal_summary(terminalreporter, config):
         return  # an xdist worker: its rows went to the controller
     from tests.faults import table  # pylint: disable=import-outside-toplevel
     table.summarize(terminalreporter, config, FAULT_ROWS, SESSION_STARTED)
+    report_worker_crashes(terminalreporter)
+
+
+# A worker that dies ("worker 'gw3' crashed while running ...") takes its last words with it:
+# xdist reports only that it is gone. Each worker has faulthandler write the Python stacks of a
+# fatal signal (SIGSEGV, SIGABRT, ...) or of SIGTERM/SIGHUP (then handled as before) to a file
+# of its own, and the controller prints those files, and what the kernel said about killed
+# processes (the OOM killer), after the run. Seen once, in CI on 2026-12-07, with no trace.
+CRASH_DIR = REPO / "reports"
+CRASH_FILES = []  # kept open for the worker's life: faulthandler writes to the descriptor
+
+
+@pytest.hookimpl(trylast=True)  # after pytest's own faulthandler plugin, which points at stderr
+def pytest_configure(config):
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    CRASH_DIR.mkdir(exist_ok=True)
+    if not worker:
+        for old in CRASH_DIR.glob("worker-*.crash"):
+            old.unlink()
+        return
+    handle = open(CRASH_DIR / ("worker-%s.crash" % worker), "a")  # pylint: disable=consider-using-with
+    CRASH_FILES.append(handle)
+    faulthandler.enable(file=handle, all_threads=True)
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        faulthandler.register(signum, file=handle, all_threads=True, chain=True)
+
+
+def report_worker_crashes(terminalreporter):
+    crashed = [report.nodeid for report in terminalreporter.stats.get("failed", [])
+               if "crashed while running" in str(report.longrepr)]
+    crashes = [(path.name, path.read_text(errors="replace")) for path in sorted(CRASH_DIR.glob("worker-*.crash"))]
+    crashes = [(name, text) for name, text in crashes if text.strip()]
+    if not crashed and not crashes:
+        return
+    terminalreporter.section("worker crashes")
+    terminalreporter.write_line("crashed while running: %s" % (", ".join(crashed) or "-"))
+    for name, text in crashes:
+        terminalreporter.write_line("%s:" % name)
+        terminalreporter.write_line(text[-6000:])
+    if not crashes:
+        terminalreporter.write_line("no worker wrote a stack: the process was sent SIGKILL (which cannot be "
+                                    "caught) or called exit")
+    try:
+        kernel = subprocess.run(["dmesg"], capture_output=True, text=True, timeout=10, check=False).stdout
+    except (OSError, subprocess.SubprocessError):
+        kernel = ""
+    said = [line for line in kernel.splitlines()
+            if any(word in line.lower() for word in ("out of memory", "killed process", "segfault", "oom"))]
+    terminalreporter.write_line("kernel: %s" % ("\n".join(said[-20:]) if said else "nothing about killed processes"))
 
 
 class PlaybookRun:
