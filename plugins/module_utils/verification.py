@@ -44,7 +44,7 @@ import json
 import re
 import uuid
 
-from ansible_collections.auditron.dr.plugins.module_utils import assess, catalog, pgbackrest
+from ansible_collections.auditron.dr.plugins.module_utils import assess, catalog, checkrow, pgbackrest
 from ansible_collections.auditron.dr.plugins.module_utils.common import (
     DRError, first_line, format_time, human_duration, parse_time, utc_now)
 from ansible_collections.auditron.dr.plugins.module_utils.pg import connect, quote_ident
@@ -53,7 +53,7 @@ LOGICAL, PHYSICAL = "logical", "physical"
 KINDS = (LOGICAL, PHYSICAL)
 COMPARE_MODES = ("exact", "at_least", "none")
 SQL_COMPARES = ("eq", "ne", "ge", "gt", "le", "lt")
-OK, FAILED = "ok", "failed"
+OK, FAILED = checkrow.OK, checkrow.FAILED
 
 CHECK_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 # Rows read back from a user query: enough to compare with any sensible expectation and to
@@ -74,9 +74,8 @@ DEFAULT_AUDIT_LOG = {"schema": "public", "table": "AuditLog", "entity_column": "
 # Check rows
 
 def check_row(name, passed, detail, backups=None, kind=None, **extra):
-    """One check as the DR report and dr_metrics want it."""
-    row = {"name": name, "result": OK if passed else FAILED, "detail": _clip(detail),
-           "backups": [str(b) for b in (backups or []) if b]}
+    """A check row (module_utils/checkrow) with the backups it concerns and its kind."""
+    row = checkrow.make(name, passed, _clip(detail), backups=[str(b) for b in (backups or []) if b])
     if kind:
         row["kind"] = kind
     row.update(extra)
@@ -89,7 +88,7 @@ def _clip(text, limit=DETAIL_LIMIT):
 
 
 def row_passed(row):
-    return str(row.get("result", "")).strip().lower() in ("ok", "passed", "true", "success")
+    return checkrow.is_ok(row)
 
 
 def summarize(checks, run="verify_backups.yml"):
