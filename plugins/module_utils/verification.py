@@ -48,6 +48,7 @@ from ansible_collections.auditron.dr.plugins.module_utils import assess, catalog
 from ansible_collections.auditron.dr.plugins.module_utils.common import (
     DRError, first_line, format_time, human_duration, parse_time, utc_now)
 from ansible_collections.auditron.dr.plugins.module_utils.pg import connect, quote_ident
+from ansible_collections.auditron.dr.plugins.module_utils.storage import locations_from_params
 
 LOGICAL, PHYSICAL = "logical", "physical"
 KINDS = (LOGICAL, PHYSICAL)
@@ -595,6 +596,35 @@ def load_manifest(locations, backup_id):
     return entry.manifest
 
 
+def parse_locations(items, what="locations"):
+    """The raw `locations` option as Location objects, parsed once here (Location objects that a
+    test or benchmark built already pass as they are)."""
+    if not items:
+        raise DRError("%s are required: the logical backup locations" % what)
+    if all(isinstance(item, dict) for item in items):
+        return locations_from_params(items)
+    return list(items)
+
+
+def check_restored_copy(params, check_mode=False):
+    """The backup_verify module: every check of one restored copy, from the module's params (its
+    argument spec gives every key)."""
+    manifest = params["manifest"]
+    if manifest is None and params["manifest_id"] and params["compare"] != "none":
+        manifest = load_manifest(parse_locations(params["locations"]), params["manifest_id"])
+    if manifest is None and params["compare"] != "none":
+        raise DRError("compare %s needs the manifest: give manifest, or manifest_id and locations (or compare: none)"
+                      % params["compare"])
+    return verify_restored_copy(
+        params, params["db"], params["kind"], params["backup"], manifest=manifest, compare=params["compare"],
+        audit_log=params["audit_log"], backup_time=params["backup_time"],
+        max_backup_age_hours=params["max_backup_age_hours"], amcheck=params["amcheck"],
+        amcheck_install_missing=params["amcheck_install_missing"] and not check_mode,
+        amcheck_heapallindexed=params["amcheck_heapallindexed"], amcheck_jobs=params["amcheck_jobs"],
+        bin_dir=params["bin_dir"], sql_checks=params["sql_checks"], statement_timeout=params["statement_timeout"],
+        restore_seconds=params["restore_seconds"], restore_detail=params["restore_detail"])
+
+
 def verify_restored_copy(params, database, kind, backup, manifest=None, compare="exact", audit_log=None,
                          backup_time=None, max_backup_age_hours=DEFAULT_MAX_BACKUP_AGE_HOURS, amcheck=True,
                          amcheck_install_missing=False, amcheck_heapallindexed=False, amcheck_jobs=2, bin_dir=None,
@@ -996,3 +1026,15 @@ def record_results(locations, checks, logical_backup=None, physical_backup=None,
                     for item in records) or "no backup to record"
     return {"changed": any(item["written"] for item in records) or (check_mode and bool(records)),
             "records": records, "warnings": warnings, "msg": msg}
+
+
+def record_run(locations, checks, logical_backup=None, physical_backup=None, by="weekly backup test",
+               run="verify_backups.yml", check_mode=False, now=None):
+    """The verification_record module: the records of the backups restored, and the run's totals.
+    No rows: the calls that made them reported them."""
+    result = record_results(parse_locations(locations), checks, logical_backup=logical_backup,
+                            physical_backup=physical_backup, by=by, check_mode=check_mode, now=now)
+    summary = summarize(checks, run=run)
+    result.update(verification_success=summary["verification_success"], failed_checks=summary["failed_checks"],
+                  checks=[], dr_report={})
+    return result
