@@ -115,7 +115,7 @@ def pgbackrest_verify(config, stanza=pgbackrest.DEFAULT_STANZA, repos=None, bina
     plan = [{"repo": repo["key"], "name": repo["name"], "location": pgbackrest.describe_repo(repo),
              "command": " ".join(tool.argv("verify", options, repo=repo["key"]))} for repo in wanted]
     if check_mode:
-        return {"changed": False, "repos": plan, "checks": [], "verification_success": {}, "failed_checks": [],
+        return {"changed": False, "repos": plan, "checks": [],
                 "msg": "would run pgbackrest verify on %s" % ", ".join(p["name"] for p in plan),
                 "dr_report": {}}
 
@@ -145,8 +145,7 @@ def pgbackrest_verify(config, stanza=pgbackrest.DEFAULT_STANZA, repos=None, bina
                             archives=(parsed or {}).get("archives", []), backups=(parsed or {}).get("backups", []),
                             errors=(parsed or {}).get("errors", [])[:20]))
     summary = summarize(rows, run="pgbackrest verify")
-    return {"changed": False, "repos": results, "checks": rows, "verification_success": summary["verification_success"],
-            "failed_checks": summary["failed_checks"], "msg": summary["msg"], "dr_report": {"checks": rows}}
+    return {"changed": False, "repos": results, "checks": rows, "msg": summary["msg"], "dr_report": {"checks": rows}}
 
 
 def _select(defined, repos, config):

@@ -876,12 +876,7 @@ def record_results(locations, checks, logical_backup=None, physical_backup=None,
 
 
 def record_run(locations, checks, logical_backup=None, physical_backup=None, by="weekly backup test",
-               run="verify_backups.yml", check_mode=False, now=None):
-    """The verification_record module: the records of the backups restored, and the run's totals.
-    No rows: the calls that made them reported them."""
-    result = record_results(parse_locations(locations), checks, logical_backup=logical_backup,
-                            physical_backup=physical_backup, by=by, check_mode=check_mode, now=now)
-    summary = summarize(checks, run=run)
-    result.update(verification_success=summary["verification_success"], failed_checks=summary["failed_checks"],
-                  checks=[], dr_report={})
-    return result
+               check_mode=False, now=None):
+    """The verification_record module: record_results over the raw `locations`, parsed once here."""
+    return record_results(parse_locations(locations), checks, logical_backup=logical_backup,
+                          physical_backup=physical_backup, by=by, check_mode=check_mode, now=now)

@@ -49,36 +49,36 @@ attributes:
     platforms: posix
 options:
   db:
-    description: the database of the copy to check. Default the manifest's database.
+    description: The database of the copy to check. Default the manifest's database.
     type: str
   kind:
-    description: which copy this is; the prefix of the check names.
+    description: Which copy this is; the prefix of the check names.
     type: str
     choices: [logical, physical]
     default: logical
   backup:
-    description: the logical backup id or pgBackRest label the copy was restored from.
+    description: The logical backup id or pgBackRest label the copy was restored from.
     type: str
   backup_time:
-    description: when that backup was taken (ISO 8601), for the C(<kind>_backup_age) check.
+    description: When that backup was taken (ISO 8601), for the C(<kind>_backup_age) check.
     type: str
   max_backup_age_hours:
-    description: the oldest the backup may be; V(0) leaves the age check out. The default is the
+    description: The oldest the backup may be; V(0) leaves the age check out. The default is the
       plan's "no backup in 25 hours".
     type: float
     default: 25
   restore_seconds:
-    description: how long the restore took; adds an ok C(<kind>_restore) row with it.
+    description: How long the restore took; adds an ok C(<kind>_restore) row with it.
     type: float
   restore_detail:
-    description: the detail of that row (what was restored from where).
+    description: The detail of that row (what was restored from where).
     type: str
   manifest:
-    description: the logical backup manifest to compare with (as M(auditron.dr.pg_backup) writes
+    description: The logical backup manifest to compare with (as M(auditron.dr.pg_backup) writes
       it). Or give O(manifest_id) and O(locations).
     type: dict
   manifest_id:
-    description: read the manifest of this logical backup from O(locations).
+    description: Read the manifest of this logical backup from O(locations).
     type: str
   compare:
     description:
@@ -120,24 +120,24 @@ options:
         elements: str
         default: [DELETE, ERASE]
   amcheck:
-    description: run pg_amcheck on the copy's database.
+    description: Run pg_amcheck on the copy's database.
     type: bool
     default: true
   amcheck_install_missing:
-    description: let pg_amcheck install the amcheck extension in the copy when it is missing.
+    description: Let pg_amcheck install the amcheck extension in the copy when it is missing.
       Harmless on a scratch copy; never on production.
     type: bool
     default: false
   amcheck_heapallindexed:
-    description: also check that every heap tuple is in its indexes (slower).
+    description: Also check that every heap tuple is in its indexes (slower).
     type: bool
     default: false
   amcheck_jobs:
-    description: parallel connections for pg_amcheck.
+    description: Parallel connections for pg_amcheck.
     type: int
     default: 2
   bin_dir:
-    description: directory of the PostgreSQL client programs (pg_amcheck). Default PATH.
+    description: Directory of the PostgreSQL client programs (pg_amcheck). Default PATH.
     type: path
   sql_checks:
     description:
@@ -176,7 +176,7 @@ options:
         elements: str
         choices: [logical, physical]
   statement_timeout:
-    description: seconds each user SQL check may run.
+    description: Seconds each user SQL check may run.
     type: int
     default: 300
 notes:
@@ -254,12 +254,12 @@ dr_report:
   returned: always
   type: dict
 tables:
-  description: per table, the manifest's rows and newest time, the copy's, and deletions since.
+  description: Per table, the manifest's rows and newest time, the copy's, and deletions since.
   returned: always
   type: list
   elements: dict
 sql_results:
-  description: per user check, the columns and up to 20 rows the query returned.
+  description: Per user check, the columns and up to 20 rows the query returned.
   returned: always
   type: list
   elements: dict

@@ -84,17 +84,8 @@ repos:
   returned: always
   type: list
   elements: dict
-verification_success:
-  description: Per check name, 1 if it passed and 0 if it failed.
-  returned: always
-  type: dict
-failed_checks:
-  description: The failed rows.
-  returned: always
-  type: list
-  elements: dict
 msg:
-  description: One line.
+  description: One line - how many repositories passed, naming each failed one.
   returned: always
   type: str
 dr_report:

@@ -60,10 +60,6 @@ options:
     description: Who verified, in the record.
     type: str
     default: weekly backup test (verify_backups.yml)
-  run_name:
-    description: The name the one-line totals start with.
-    type: str
-    default: verify_backups.yml
 notes:
   - O(locations) are the logical backup locations, each with its C(prefix) (normally C(postgres/logical)); the
     records of pgBackRest sets are written there too.
@@ -92,28 +88,10 @@ records:
   returned: always
   type: list
   elements: dict
-verification_success:
-  description: Per check name, 1 if it passed and 0 if it failed.
-  returned: always
-  type: dict
-failed_checks:
-  description: The failed rows.
-  returned: always
-  type: list
-  elements: dict
-checks:
-  description: Always empty - the rows were reported by the calls that made them.
-  returned: always
-  type: list
-  elements: dict
 msg:
   description: One line per backup - its result and where it was recorded.
   returned: always
   type: str
-dr_report:
-  description: Always empty (nothing new for the report).
-  returned: always
-  type: dict
 """
 
 from ansible.module_utils.basic import missing_required_lib
@@ -134,7 +112,6 @@ def argument_spec():
             repo=dict(type="str"),
         )),
         by=dict(type="str", default="weekly backup test (verify_backups.yml)"),
-        run_name=dict(type="str", default="verify_backups.yml"),
     )
 
 
@@ -144,7 +121,7 @@ def run(module):
         module.fail_json(msg=missing_required_lib("boto3"), exception=BOTO3_IMPORT_ERROR)
     result = verification.record_run(params["locations"], params["checks"], logical_backup=params["logical_backup"],
                                      physical_backup=params["physical_backup"], by=params["by"],
-                                     run=params["run_name"], check_mode=module.check_mode)
+                                     check_mode=module.check_mode)
     for warning in result.pop("warnings"):
         module.warn(warning)
     return result
