@@ -323,8 +323,8 @@ class Timeline:
                 data[key] = [data[key]]
         if isinstance(data.get("checks"), list):
             rows = [_normalise_check(c, phase_name) for c in data["checks"]]
-            data["checks"] = [row for row, _ in rows]
-            self.warnings.extend(warning for _, warning in rows if warning)
+            data["checks"] = [row for row, _warning in rows]
+            self.warnings.extend(warning for _row, warning in rows if warning)
         for key in ("notes", "lessons"):
             if key in self.data and not isinstance(self.data[key], list):
                 self.data[key] = [self.data[key]]
