@@ -30,6 +30,10 @@ description:
     (the plan's budget for it). Values must be plain; one still containing C({{) is ignored
     because a callback sees variables untemplated. Task variables win over block variables,
     which win over role variables and role parameters.
+  - B(The plan's phases.) C(dr_plan_phase) names a phase of the plan as written once in
+    C(plugins/module_utils/drplan.py), for example V(scenario_2.restore_db) - the phase key
+    (V(restore_db)), title, plan step and budget come from there unless the C(dr_phase*)
+    variables beside it say otherwise.
   - A phase starts when its first task starts and ends with the last result of its tasks.
     A phase whose tasks were all skipped is C(skipped).
   - B(Failures.) A failed task makes its phase C(failed) only if the failure was final. A
@@ -120,10 +124,11 @@ from ansible import constants as C
 from ansible import context
 from ansible.plugins.callback import CallbackBase
 
+from ansible_collections.auditron.dr.plugins.module_utils import drplan
 from ansible_collections.auditron.dr.plugins.module_utils.common import DRError, utc_now
 from ansible_collections.auditron.dr.plugins.module_utils.timeline import Timeline, summary_line, write_report
 
-_PHASE_VARS = ("dr_phase", "dr_phase_title", "dr_phase_plan_step", "dr_phase_budget_minutes")
+_PHASE_VARS = ("dr_phase", "dr_phase_title", "dr_phase_plan_step", "dr_phase_budget_minutes", "dr_plan_phase")
 _UNSEEN = object()
 
 
@@ -175,6 +180,7 @@ class CallbackModule(CallbackBase):
             found.update((k, role_vars[k]) for k in _PHASE_VARS if k in role_vars)
         task_vars = task.get_vars()
         found.update((k, task_vars[k]) for k in _PHASE_VARS if k in task_vars)
+        self._fill_from_plan(found, task)
         name = _plain(found.get("dr_phase"))
         if name is None:
             if found.get("dr_phase") is not None:
@@ -191,6 +197,22 @@ class CallbackModule(CallbackBase):
         plan_step = _plain(found.get("dr_phase_plan_step"))
         return {"name": str(name), "title": str(title) if title is not None else None,
                 "plan_step": str(plan_step) if plan_step is not None else None, "budget_seconds": budget_seconds}
+
+    def _fill_from_plan(self, found, task):
+        """dr_plan_phase names a row of the plan (module_utils/drplan): what the task does not declare
+        itself comes from there."""
+        plan_phase = _plain(found.pop("dr_plan_phase", None))
+        if plan_phase is None:
+            return
+        row = drplan.lookup(str(plan_phase))
+        if row is None:
+            self._warn_once("dr_plan_phase %r of task %r is not a phase of the plan: ignored"
+                            % (plan_phase, task.get_name()))
+            return
+        for var, key in (("dr_phase", "name"), ("dr_phase_title", "title"), ("dr_phase_plan_step", "plan_step"),
+                         ("dr_phase_budget_minutes", "budget_minutes")):
+            if found.get(var) is None and row[key] is not None:
+                found[var] = row[key]
 
     def _phase_of(self, task):
         phase = self._task_phase.get(task._uuid, _UNSEEN)

@@ -134,3 +134,17 @@ def test_ansible_doc_reads_the_documentation():
                                check=False)
     assert completed.returncode == 0, completed.stderr
     assert "AUDITRON_DR_REPORT_DIR" in completed.stdout and "AUDITRON_DR_REDACT" in completed.stdout
+
+
+def test_a_phase_of_the_plan_takes_its_title_step_and_budget_from_the_plan(tmp_path):
+    completed = run("plan_phases.yml", tmp_path)
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    report = load(only_report_dir(tmp_path / "reports"))
+    activate, restore = report["phases"]
+    assert activate["name"] == "activate_dr" and activate["title"] == "Activate DR site"
+    assert activate["plan_step"] == "Scenario 2, step 1: Activate DR Site"
+    assert activate["budget_seconds"] == 600
+    # A title of its own wins; the plan's step and budget stay.
+    assert restore["name"] == "restore_db" and restore["title"] == "Restore database (scratch cluster)"
+    assert restore["plan_step"] == "Scenario 2, step 2: Restore Database" and restore["budget_seconds"] == 1200
+    assert "not a phase of the plan" in completed.stdout + completed.stderr
