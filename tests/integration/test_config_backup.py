@@ -127,8 +127,9 @@ def restore_playbook(tmp_path):
   gather_facts: false
   tasks:
     - name: Restore the configuration for this site
-      ansible.builtin.include_tasks: %s
-""" % (REPO / "playbooks" / "tasks" / "restore_config.yml"))
+      ansible.builtin.include_role:
+        name: auditron.dr.config_restore
+""")
     return str(path)
 
 

@@ -44,7 +44,7 @@ AWX_COLLECTION = Path(VENV_BIN).parent / "lib" / "python3.11" / "site-packages" 
 
 
 def _playbook_text(playbook_file, seen=None):
-    """The playbook, the playbooks it imports and the task files of playbooks/tasks/ it names:
+    """The playbook, the playbooks it imports and the task files of the roles it names:
     everywhere its variables are read."""
     seen = seen if seen is not None else set()
     seen.add(playbook_file)
@@ -52,10 +52,11 @@ def _playbook_text(playbook_file, seen=None):
     for imported in re.findall(r"import_playbook:\s*([\w.]+\.yml)", text):
         if imported not in seen and (REPO / "playbooks" / imported).is_file():
             text += "\n" + _playbook_text(imported, seen)
-    for tasks_file in sorted((REPO / "playbooks" / "tasks").glob("*.yml")):
-        if tasks_file.name in text and tasks_file.name not in seen:
-            seen.add(tasks_file.name)
-            text += "\n" + tasks_file.read_text()
+    for role in sorted(set(re.findall(r"name:\s*auditron\.dr\.(\w+)", text))):
+        for tasks_file in sorted((REPO / "roles" / role / "tasks").glob("*.yml")):
+            if str(tasks_file) not in seen:
+                seen.add(str(tasks_file))
+                text += "\n" + tasks_file.read_text()
     return text
 
 
