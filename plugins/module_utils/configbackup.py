@@ -71,12 +71,13 @@ import stat
 import time
 import uuid
 
+from ansible_collections.auditron.dr.plugins.module_utils import backupset
 from ansible_collections.auditron.dr.plugins.module_utils.common import (
-    UTC, DRError, first_line, format_time, human_bytes, importable, parse_time, utc_now)
+    DRError, first_line, format_time, human_bytes, importable, utc_now)
 from ansible_collections.auditron.dr.plugins.module_utils.crypto import (
-    DecryptingReader, EncryptingWriter, describe_reference, provider_from_params)
+    DecryptingReader, describe_reference, provider_from_params)
 from ansible_collections.auditron.dr.plugins.module_utils.storage import (
-    FanOutWriter, Location, locations_from_params, missing_directories)
+    Location, locations_from_params, missing_directories)
 
 # The kubernetes client is imported when a Kubernetes API is used, not here: loading it costs
 # about 0.4 s of CPU, and most runs back up and restore files or compose projects.
@@ -107,8 +108,8 @@ CONTEXT_PURPOSE = "auditron.dr config backup"
 ID_PREFIX = "config_"
 BUNDLE_SUFFIX_ENCRYPTED = ".json.enc"
 BUNDLE_SUFFIX_PLAIN = ".json"
-MANIFEST_SUFFIX = ".manifest.json"
-ID_RE = re.compile(r"^config_(\d{8})_(\d{6})$")
+MANIFEST_SUFFIX = backupset.MANIFEST_SUFFIX
+ID_RE = re.compile(r"^config_(\d{8}_\d{6})$")
 _KEY_RE = re.compile(r"^(?P<id>config_\d{8}_\d{6})(?P<suffix>\.manifest\.json|\.json\.enc|\.json)$")
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 
@@ -144,19 +145,12 @@ LIST_PAGE = 250
 
 def new_backup_id(moment=None):
     """`config_YYYYMMDD_HHMMSS` in UTC."""
-    moment = (moment or utc_now()).astimezone(UTC)
-    return ID_PREFIX + moment.strftime("%Y%m%d_%H%M%S")
+    return ID_PREFIX + backupset.id_stamp(moment)
 
 
 def backup_time(backup_id):
     match = ID_RE.match(str(backup_id or ""))
-    if not match:
-        return None
-    day, clock = match.groups()
-    try:
-        return parse_time("%s-%s-%sT%s:%s:%sZ" % (day[0:4], day[4:6], day[6:8], clock[0:2], clock[2:4], clock[4:6]))
-    except DRError:
-        return None
+    return backupset.stamp_time(match.group(1)) if match else None
 
 
 def check_backup_id(backup_id):
@@ -167,11 +161,10 @@ def check_backup_id(backup_id):
 
 
 def bundle_key(backup_id, encrypted=True):
-    return backup_id + (BUNDLE_SUFFIX_ENCRYPTED if encrypted else BUNDLE_SUFFIX_PLAIN)
+    return backupset.artifact_key(backup_id, encrypted, BUNDLE_SUFFIX_ENCRYPTED, BUNDLE_SUFFIX_PLAIN)
 
 
-def manifest_key(backup_id):
-    return backup_id + MANIFEST_SUFFIX
+manifest_key = backupset.manifest_key
 
 
 def parse_key(key):
@@ -240,20 +233,7 @@ def build_locations(items, key_prefix=DEFAULT_KEY_PREFIX):
     return [PrefixedLocation(location, key_prefix) for location in plain]
 
 
-def _read_all(location, key):
-    reader = location.open_read(key)
-    try:
-        data = reader.read()
-    except DRError:
-        raise
-    except Exception as exc:  # pylint: disable=broad-except
-        raise DRError("location %s: reading %s failed: %s" % (location.name, key, first_line(exc)))
-    finally:
-        try:
-            reader.close()
-        except Exception:  # pylint: disable=broad-except
-            pass
-    return bytes(data)
+_read_all = backupset.read_all
 
 
 # ---------------------------------------------------------------------------------------------
@@ -263,33 +243,7 @@ def _encryption_context(backup_id):
     return {"backup_id": backup_id, "purpose": CONTEXT_PURPOSE}
 
 
-def describe_encryption(params):
-    """One line without secrets: what the `encryption` option says."""
-    params = params or {}
-    source = params.get("key_source") or "file"
-    if source == "none":
-        return "UNENCRYPTED (encryption.key_source: none)"
-    if source == "file":
-        return "AES-256-GCM, data key wrapped by key file %s" % params.get("key_file")
-    if source == "kms":
-        return "AES-256-GCM, data key wrapped by KMS key %s" % params.get("kms_key_id")
-    return "AES-256-GCM, data key wrapped by Vault transit key %s" % params.get("vault_transit_key")
-
-
-class _HashingSink(object):
-    """Feeds what passes to sha256 and on to the fan-out: the checksum of the stored bytes."""
-
-    def __init__(self, target):
-        self.target = target
-        self.sha256 = hashlib.sha256()
-        self.bytes = 0
-
-    def write(self, data):
-        data = bytes(data)
-        self.sha256.update(data)
-        self.bytes += len(data)
-        self.target.write(data)
-        return len(data)
+describe_encryption = backupset.describe_encryption
 
 
 # ---------------------------------------------------------------------------------------------
@@ -969,9 +923,7 @@ def masked_view(content, other, secret):
 # ---------------------------------------------------------------------------------------------
 # Manifests
 
-def manifest_bytes(manifest):
-    """The stored form: JSON with sorted keys, so every location holds the same bytes."""
-    return (json.dumps(manifest, sort_keys=True, indent=1, ensure_ascii=True) + "\n").encode("ascii")
+manifest_bytes = backupset.manifest_bytes
 
 
 def manifest_problems(manifest, backup_id=None):
@@ -1042,22 +994,10 @@ def _counts(items):
 # Backup
 
 def _fresh_backup_id(targets):
-    """A new id; when one of the same second exists already, the next second's."""
-    for _attempt in range(5):
-        backup_id = new_backup_id()
-        taken = False
-        for location in targets:
-            try:
-                if any(location.head(key) is not None for key in (
-                        manifest_key(backup_id), bundle_key(backup_id, True), bundle_key(backup_id, False))):
-                    taken = True
-                    break
-            except DRError:
-                continue  # that location will fail (and be reported) when written
-        if not taken:
-            return backup_id
-        time.sleep(1.05 - (time.time() % 1.0))
-    raise DRError("config backup: could not find a free bundle id (every second taken?)")
+    return backupset.fresh_backup_id(
+        targets, new_backup_id,
+        lambda backup_id: (manifest_key(backup_id), bundle_key(backup_id, True), bundle_key(backup_id, False)),
+        "config backup")
 
 
 def _source_description(files, kubernetes_params, api):
@@ -1124,19 +1064,16 @@ def backup(locations, encryption=None, files=None, kubernetes_params=None, kube_
     plaintext = json.dumps(bundle, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode("ascii")
     key = bundle_key(backup_id, encrypted)
     streamed = _stream(targets, key, plaintext, provider, backup_id)
-    copies = _read_back(targets, streamed) if verify_after_write else dict(
-        (name, {"present": True, "size": streamed["size"], "sha256": streamed["sha256"]}) for name in streamed["done"])
+    # Read back by default: a bundle is small, reading it again costs little, and a restore on
+    # the other site has nothing else to fall back on (no weekly test reads config bundles).
+    copies = backupset.stored_copies(targets, key, streamed["size"], streamed["sha256"], streamed["done"],
+                                     streamed["failed"], read_back=verify_after_write)
     manifest = {
         "format": MANIFEST_FORMAT, "format_version": FORMAT_VERSION, "kind": KIND, "id": backup_id,
         "created_at": format_time(started), "finished_at": format_time(utc_now().replace(microsecond=0)),
         "site": site or "", "host": bundle["host"], "source": source, "counts": counts, "items": _manifest_index(items),
         "skipped": skipped,
-        "encryption": {
-            "algorithm": "AES-256-GCM" if encrypted else "none",
-            "key": streamed["key_reference"],
-            "key_description": describe_reference(streamed["key_reference"]) if encrypted else "unencrypted",
-            "context": streamed["context"],
-        },
+        "encryption": backupset.encryption_record(streamed["key_reference"], streamed["context"]),
         "artifact": {"key": key, "size": streamed["size"], "sha256": streamed["sha256"],
                      "plaintext_bytes": len(plaintext), "locations": copies},
     }
@@ -1156,85 +1093,30 @@ def _count_text(counts):
 
 def _stream(targets, key, plaintext, provider, backup_id):
     """bundle -> encrypt -> sha256 -> fan-out, in slices (never a second copy of the ciphertext)."""
-    fan = FanOutWriter(targets, key, metadata={"auditron-dr": "config-bundle"})
+    artifact = backupset.StoredArtifact(targets, key, provider, _encryption_context(backup_id),
+                                        metadata={"auditron-dr": "config-bundle"})
     try:
-        sink = _HashingSink(fan)
-        encryptor = EncryptingWriter(sink, provider, _encryption_context(backup_id)) if provider else None
-        out = encryptor or sink
         view = memoryview(plaintext)
         for start in range(0, len(plaintext), WRITE_SLICE):
-            out.write(view[start:start + WRITE_SLICE])
-        if encryptor is not None:
-            encryptor.close()
-        done, failed = fan.close()
+            artifact.write(view[start:start + WRITE_SLICE])
+        done, failed = artifact.close()
     except BaseException:
-        fan.abort()
+        artifact.abort()
         raise
-    return {"key": key, "size": sink.bytes, "sha256": sink.sha256.hexdigest(), "done": done, "failed": failed,
-            "key_reference": encryptor.key_reference if encryptor is not None else None,
-            "context": encryptor.context if encryptor is not None else None}
-
-
-def _read_back(targets, streamed):
-    """Read every written copy back and hash it: the manifest records what each location holds."""
-    by_name = dict((t.name, t) for t in targets)
-    copies = collections.OrderedDict()
-    for name in streamed["done"]:
-        location = by_name[name]
-        try:
-            data = _read_all(location, streamed["key"])
-        except DRError as exc:
-            copies[name] = {"present": False, "error": "read back failed: %s" % exc.message}
-            continue
-        digest = hashlib.sha256(data).hexdigest()
-        if len(data) != streamed["size"] or digest != streamed["sha256"]:
-            copies[name] = {"present": False, "error": "read back %d bytes with sha256 %s, %d bytes with %s were "
-                                                       "written" % (len(data), digest[:16], streamed["size"],
-                                                                    streamed["sha256"][:16])}
-            _delete_quietly(location, [streamed["key"]])
-            continue
-        copies[name] = {"present": True, "size": len(data), "sha256": digest}
-    for name, error in streamed["failed"].items():
-        copies[name] = {"present": False, "error": error}
-    return copies
-
-
-def _delete_quietly(location, keys):
-    try:
-        location.delete(keys)
-    except Exception:  # pylint: disable=broad-except
-        pass
+    return {"key": key, "size": artifact.stored_bytes, "sha256": artifact.sha256, "done": done, "failed": failed,
+            "key_reference": artifact.key_reference, "context": artifact.context}
 
 
 def _commit(targets, manifest, copies, require_all_locations):
-    """The manifest, last, in every location whose copy was read back intact."""
-    by_name = dict((t.name, t) for t in targets)
-    backup_id = manifest["id"]
-    key = manifest["artifact"]["key"]
-    good = [name for name, copy_info in copies.items() if copy_info.get("present")]
-    failed = collections.OrderedDict((name, info["error"]) for name, info in copies.items() if not info.get("present"))
-    if not good:
-        raise DRError("config backup %s: no location holds an intact copy: %s" % (
-            backup_id, "; ".join("%s: %s" % item for item in failed.items())))
-    if failed and require_all_locations:
-        for name in good:
-            _delete_quietly(by_name[name], [key])
-        raise DRError("config backup %s: not written to %s (require_all_locations): %s; the other copies were "
-                      "removed" % (backup_id, ", ".join(failed), "; ".join("%s: %s" % item for item in failed.items())))
-    written = []
+    """The manifest, last, in every location whose copy was read back intact. A manifest that
+    could not be written does not fail the backup even with require_all_locations (it never
+    did): the bundle stays restorable from the locations that have one."""
     data = manifest_bytes(manifest)
-    for name in good:
-        try:
-            by_name[name].put_bytes(manifest_key(backup_id), data, metadata={"auditron-dr": "config-manifest"})
-            written.append(name)
-        except DRError as exc:
-            failed[name] = "manifest not written: %s" % exc.message
-    if not written:
-        for name in good:
-            _delete_quietly(by_name[name], [key])
-        raise DRError("config backup %s: the manifest could not be written to any location: %s" % (
-            backup_id, "; ".join("%s: %s" % item for item in failed.items())))
-    return written, failed
+    return backupset.commit(
+        targets, manifest["id"], manifest["artifact"]["key"], copies,
+        lambda location: location.put_bytes(manifest_key(manifest["id"]), data,
+                                            metadata={"auditron-dr": "config-manifest"}),
+        require_all_locations, what="config backup", manifests_required=False)
 
 
 def _backup_result(manifest, written, failed, skipped, warnings):

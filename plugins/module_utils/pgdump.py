@@ -71,15 +71,16 @@ except ImportError:
     HAS_ZSTANDARD = False
     ZSTANDARD_IMPORT_ERROR = traceback.format_exc()
 
+from ansible_collections.auditron.dr.plugins.module_utils import backupset
 from ansible_collections.auditron.dr.plugins.module_utils import catalog as catalog_mod
 from ansible_collections.auditron.dr.plugins.module_utils.common import (
     DRError, first_line, format_time, human_bytes, human_duration, parse_time, utc_now)
 from ansible_collections.auditron.dr.plugins.module_utils.crypto import (
-    DecryptingReader, EncryptingWriter, describe_reference, provider_for_reference, provider_from_params,
+    DecryptingReader, describe_reference, provider_for_reference, provider_from_params,
     verify_stream)
 from ansible_collections.auditron.dr.plugins.module_utils.pg import (
     connect, libpq_env, quote_ident, server_facts, server_label)
-from ansible_collections.auditron.dr.plugins.module_utils.storage import FanOutWriter, Location, locations_from_params
+from ansible_collections.auditron.dr.plugins.module_utils.storage import Location, locations_from_params
 
 COLLECTION = "auditron.dr"
 READ_SIZE = 1 << 20
@@ -156,29 +157,27 @@ def _part_size(database_bytes):
     return max(MIN_PART_SIZE, ((wanted + (1 << 20) - 1) >> 20) << 20)
 
 
-def _peak_rss_bytes():
-    """This process's peak resident memory (VmHWM), or None where /proc is not there."""
+def _vm_hwm(status_path):
+    """Peak resident memory (VmHWM) from a /proc status file, or None where it is not there."""
     try:
-        with open("/proc/self/status") as handle:
+        with open(status_path) as handle:
             for line in handle:
                 if line.startswith("VmHWM:"):
                     return int(line.split()[1]) * 1024
     except (IOError, OSError, ValueError):
         return None
     return None
+
+
+def _peak_rss_bytes():
+    """This process's peak resident memory (VmHWM), or None where /proc is not there."""
+    return _vm_hwm("/proc/self/status")
 
 
 def _child_peak_rss(pid):
     """A running child's peak resident memory so far (VmHWM, reset by exec), or None. rusage is
     no use here: it counts the pages the child shared with us between fork and exec."""
-    try:
-        with open("/proc/%d/status" % pid) as handle:
-            for line in handle:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024
-    except (IOError, OSError, ValueError):
-        return None
-    return None
+    return _vm_hwm("/proc/%d/status" % pid)
 
 
 def _exit_code(status):
@@ -325,36 +324,8 @@ def _format_timestamp(value):
     return str(value)
 
 
-def describe_encryption(params):
-    """One line without secrets: what the `encryption` option says."""
-    params = params or {}
-    source = params.get("key_source") or "file"
-    if source == "none":
-        return "UNENCRYPTED (encryption.key_source: none)"
-    if source == "file":
-        return "AES-256-GCM, data key wrapped by key file %s" % params.get("key_file")
-    if source == "kms":
-        return "AES-256-GCM, data key wrapped by KMS key %s" % params.get("kms_key_id")
-    return "AES-256-GCM, data key wrapped by Vault transit key %s" % params.get("vault_transit_key")
-
-
 # ---------------------------------------------------------------------------------------------
 # Reading and writing streams
-
-class _HashingSink(object):
-    """Feeds what it is given to sha256 and on to the fan-out: the stored bytes' checksum."""
-
-    def __init__(self, target):
-        self.target = target
-        self.sha256 = hashlib.sha256()
-        self.bytes = 0
-
-    def write(self, data):
-        self.sha256.update(data)
-        self.bytes += len(data)
-        self.target.write(data)
-        return len(data)
-
 
 class _HashingSource(object):
     def __init__(self, source, hasher):
@@ -578,23 +549,10 @@ def _collect_counts(futures, tables):
 
 
 def _fresh_backup_id(series, targets, encrypted):
-    """A new id; when one of the same second exists already (two runs within a second), the
-    next second's."""
-    for _attempt in range(5):
-        backup_id = catalog_mod.new_backup_id(series)
-        taken = False
-        for location in targets:
-            try:
-                if location.head(catalog_mod.manifest_key(backup_id)) is not None or \
-                        location.head(catalog_mod.artifact_key(backup_id, encrypted)) is not None:
-                    taken = True
-                    break
-            except DRError:
-                continue  # that location will fail (and be reported) when written
-        if not taken:
-            return backup_id
-        time.sleep(1.05 - (time.time() % 1.0))
-    raise DRError("backup set %s: could not find a free backup id (every second taken?)" % series)
+    return backupset.fresh_backup_id(
+        targets, lambda: catalog_mod.new_backup_id(series),
+        lambda backup_id: (catalog_mod.manifest_key(backup_id), catalog_mod.artifact_key(backup_id, encrypted)),
+        "backup set %s" % series)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -656,11 +614,11 @@ def backup(postgres, locations, encryption=None, database="auditron", series=Non
         manifest = _manifest(backup_id, series, database, facts, postgres, snapshot, snapshot_at, started_at,
                              finished_at, pg_dump_version, encryption, streamed, tables, timestamp_column,
                              compression_level, compression_threads)
-        written, manifest_failed = _commit(targets, manifest, streamed, require_all_locations)
+        written, failed = _commit(targets, manifest, streamed, require_all_locations)
     finally:
         _release_lock(conn, lock)
         conn.close()
-    result = _backup_result(manifest, streamed, written, manifest_failed, started_clock, warnings)
+    result = _backup_result(manifest, streamed, written, failed, started_clock, warnings)
     result["interrupted_leftovers_removed"] = cleaned
     return result
 
@@ -716,19 +674,20 @@ def _backup_check_mode(postgres, database, series, targets, encryption, encrypte
     estimated = sum(table["bytes"] for table in tables)
     msg = "would dump %s (%s database, about %s of table data, %d tables) from %s to %s; %s" % (
         database, human_bytes(facts["database_bytes"]), human_bytes(estimated), len(tables), server_label(postgres),
-        ", ".join(location.name for location in targets), describe_encryption(encryption))
+        ", ".join(location.name for location in targets), backupset.describe_encryption(encryption))
     return {
         "changed": True, "check_mode": True, "msg": msg, "backup_id": example_id, "series": series,
         "database": database, "database_bytes": facts["database_bytes"], "estimated_dump_bytes": estimated,
         "server_version": facts["server_version"], "pg_dump_version": pg_dump_version, "tables": len(tables),
-        "locations": probes, "encrypted": encrypted, "encryption": describe_encryption(encryption),
+        "locations": probes, "encrypted": encrypted, "encryption": backupset.describe_encryption(encryption),
         "warnings": warnings,
     }
 
 
-class ArtifactWriter(object):
-    """One artifact, written once to every location: plaintext in through write(), then
-    zstd (threads) | AES-256-GCM envelope (when a provider is given) | sha256 | fan-out.
+class ArtifactWriter(backupset.StoredArtifact):
+    """One logical-backup artifact, written once to every location: plaintext in through
+    write(), then zstd (threads) | the backup-set stream (AES-256-GCM envelope when a provider
+    is given | sha256 | fan-out).
 
     close() finishes the zstd frame and the final encrypted chunk and commits every location
     still standing; it returns ({location: ObjectInfo}, {location: error}). abort() leaves
@@ -737,43 +696,17 @@ class ArtifactWriter(object):
     """
 
     def __init__(self, targets, key, provider=None, context=None, level=3, threads=0):
-        self.key = key
-        self._fan = FanOutWriter(targets, key)
-        self._sink = _HashingSink(self._fan)
-        self._encryptor = None
+        super(ArtifactWriter, self).__init__(targets, key, provider, context)
         self.plaintext_bytes = 0
         self.threads = threads
         try:
-            if provider is not None:
-                self._encryptor = EncryptingWriter(self._sink, provider, context)
             parameters = zstandard.ZstdCompressionParameters.from_level(
                 level, threads=threads, job_size=ZSTD_JOB_SIZE if threads > 0 else 0, write_checksum=True)
             self._writer = zstandard.ZstdCompressor(compression_params=parameters).stream_writer(
                 self._encryptor or self._sink, closefd=False, write_size=ZSTD_WRITE_SIZE)
         except BaseException:
-            self._fan.abort()
+            self.abort()
             raise
-
-    @property
-    def locations(self):
-        """Names of the locations still being written."""
-        return list(self._fan.writers)
-
-    @property
-    def stored_bytes(self):
-        return self._sink.bytes
-
-    @property
-    def sha256(self):
-        return self._sink.sha256.hexdigest()
-
-    @property
-    def key_reference(self):
-        return self._encryptor.key_reference if self._encryptor is not None else None
-
-    @property
-    def context(self):
-        return self._encryptor.context if self._encryptor is not None else None
 
     def write(self, data):
         self._writer.write(data)
@@ -782,12 +715,7 @@ class ArtifactWriter(object):
     def close(self):
         self._writer.flush(zstandard.FLUSH_FRAME)
         self._writer.close()
-        if self._encryptor is not None:
-            self._encryptor.close()
-        return self._fan.close()
-
-    def abort(self):
-        self._fan.abort()
+        return super(ArtifactWriter, self).close()
 
 
 def _dump_and_store(postgres, database, backup_id, targets, provider, pg_dump, snapshot, tables, compression,
@@ -881,7 +809,6 @@ def _manifest(backup_id, series, database, facts, postgres, snapshot, snapshot_a
         presence[name] = {"present": True}
     for name, error in streamed["failed"].items():
         presence[name] = {"present": False, "error": error}
-    encrypted = streamed["key_reference"] is not None
     return {
         "format": catalog_mod.MANIFEST_FORMAT,
         "format_version": catalog_mod.MANIFEST_VERSION,
@@ -909,12 +836,7 @@ def _manifest(backup_id, series, database, facts, postgres, snapshot, snapshot_a
         "dump": {"format": "custom", "command": "pg_dump --format=custom --compress=0 --snapshot=<snapshot>"},
         "compression": {"algorithm": "zstd", "level": level, "threads": streamed["compression_threads"],
                         "checksum": True},
-        "encryption": {
-            "algorithm": "AES-256-GCM" if encrypted else "none",
-            "key": streamed["key_reference"],
-            "key_description": describe_reference(streamed["key_reference"]) if encrypted else "unencrypted",
-            "context": streamed["context"],
-        },
+        "encryption": backupset.encryption_record(streamed["key_reference"], streamed["context"]),
         "artifacts": [{
             "name": "dump",
             "key": streamed["key"],
@@ -929,44 +851,18 @@ def _manifest(backup_id, series, database, facts, postgres, snapshot, snapshot_a
 
 
 def _commit(targets, manifest, streamed, require_all_locations):
-    """Write the manifest last, in every location that holds the whole artifact."""
-    by_name = dict((location.name, location) for location in targets)
-    done, failed = streamed["done"], streamed["failed"]
-    backup_id = manifest["id"]
-    if failed and require_all_locations:
-        _remove_quietly([by_name[name] for name in done], [streamed["key"]])
-        raise DRError("backup %s: not written to %s (require_all_locations): %s; the copies elsewhere were removed" % (
-            backup_id, ", ".join(failed), "; ".join("%s: %s" % item for item in failed.items())))
-    written, manifest_failed = [], collections.OrderedDict()
-    for name in done:
-        try:
-            catalog_mod.write_manifest(by_name[name], manifest)
-            written.append(name)
-        except DRError as exc:
-            manifest_failed[name] = exc.message
-    if not written:
-        _remove_quietly([by_name[name] for name in done], [streamed["key"]])
-        raise DRError("backup %s: the manifest could not be written to any location: %s" % (
-            backup_id, "; ".join("%s: %s" % item for item in manifest_failed.items())))
-    if manifest_failed and require_all_locations:
-        raise DRError("backup %s: the manifest could not be written to %s (require_all_locations): %s" % (
-            backup_id, ", ".join(manifest_failed), "; ".join("%s: %s" % item for item in manifest_failed.items())))
-    return written, manifest_failed
+    """Write the manifest last, in every location that holds the whole artifact. No read-back
+    here: a dump is gigabytes, and reading every copy again would double the backup's time and
+    traffic; the fan-out's own commit (size checked, S3 multipart completed) is what counts,
+    and the weekly test (backup_verify) reads every copy back."""
+    copies = backupset.stored_copies(targets, streamed["key"], streamed["size"], streamed["sha256"],
+                                     streamed["done"], streamed["failed"], read_back=False)
+    return backupset.commit(targets, manifest["id"], streamed["key"], copies,
+                            lambda location: catalog_mod.write_manifest(location, manifest), require_all_locations)
 
 
-def _remove_quietly(locations, keys):
-    for location in locations:
-        try:
-            location.delete(keys)
-        except Exception:  # pylint: disable=broad-except
-            pass
-
-
-def _backup_result(manifest, streamed, written, manifest_failed, started_clock, warnings):
+def _backup_result(manifest, streamed, written, failed, started_clock, warnings):
     duration = time.monotonic() - started_clock
-    failed = collections.OrderedDict(streamed["failed"])
-    for name, error in manifest_failed.items():
-        failed[name] = "manifest not written: %s" % error
     artifact = manifest["artifacts"][0]
     row_counts = collections.OrderedDict(
         (_table_name(item["schema"], item["name"]), item["rows"]) for item in manifest["tables"] if "rows" in item)
