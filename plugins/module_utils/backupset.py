@@ -28,11 +28,34 @@ import time
 
 from ansible_collections.auditron.dr.plugins.module_utils.common import UTC, DRError, first_line, parse_time, utc_now
 from ansible_collections.auditron.dr.plugins.module_utils.crypto import EncryptingWriter, describe_reference
-from ansible_collections.auditron.dr.plugins.module_utils.storage import FanOutWriter
+from ansible_collections.auditron.dr.plugins.module_utils.storage import (
+    FanOutWriter, Location, PrefixedLocation, locations_from_params)
 
 MANIFEST_SUFFIX = ".manifest.json"
 STAMP_FORMAT = "%Y%m%d_%H%M%S"
 FRESH_ID_ATTEMPTS = 5
+
+
+# ---------------------------------------------------------------------------------------------
+# Locations
+
+def target_locations(items, key_prefix=None, **tuning):
+    """The locations a backup set is written to and read from, parsed once from the module's
+    `locations` (dicts as the argument spec returns them) or taken as they are when they are
+    Location objects already (tests, benchmarks); seen through `key_prefix` when one is given."""
+    items = list(items or [])
+    if not items:
+        raise DRError("no backup location given: set locations")
+    if all(isinstance(item, Location) for item in items):
+        names = [item.name for item in items]
+        if len(set(names)) != len(names):
+            raise DRError("locations: a name is used twice (%s)" % ", ".join(names))
+        plain = items
+    else:
+        plain = locations_from_params(items, **tuning)
+    if key_prefix is None:
+        return plain
+    return [PrefixedLocation(location, key_prefix) for location in plain]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -77,7 +77,7 @@ from ansible_collections.auditron.dr.plugins.module_utils.common import (
 from ansible_collections.auditron.dr.plugins.module_utils.crypto import (
     DecryptingReader, describe_reference, provider_from_params)
 from ansible_collections.auditron.dr.plugins.module_utils.storage import (
-    Location, locations_from_params, missing_directories)
+    missing_directories)
 
 # The kubernetes client is imported when a Kubernetes API is used, not here: loading it costs
 # about 0.4 s of CPU, and most runs back up and restore files or compose projects.
@@ -182,55 +182,9 @@ def _what(backup_id, location):
 # ---------------------------------------------------------------------------------------------
 # Locations under the config/ prefix
 
-class PrefixedLocation(Location):
-    """A location seen through a key prefix (``config/``): keys are relative to the prefix.
-
-    The same `locations` list then serves every kind of backup, each under its own prefix of
-    the bucket or directory, as docs/development.md lays the buckets out.
-    """
-
-    def __init__(self, inner, prefix):
-        super(PrefixedLocation, self).__init__(inner.name)
-        self.inner = inner
-        self.kind = inner.kind
-        cleaned = (prefix or "").strip("/")
-        self.prefix = cleaned + "/" if cleaned else ""
-
-    def describe(self):
-        return "%s under %s" % (self.inner.describe(), self.prefix or "/")
-
-    def list(self, prefix=""):
-        for info in self.inner.list(self.prefix + (prefix or "")):
-            if info.key.startswith(self.prefix):
-                yield info._replace(key=info.key[len(self.prefix):])
-
-    def head(self, key):
-        info = self.inner.head(self.prefix + key)
-        return info._replace(key=key) if info is not None else None
-
-    def open_read(self, key):
-        return self.inner.open_read(self.prefix + key)
-
-    def open_write(self, key, metadata=None):
-        return self.inner.open_write(self.prefix + key, metadata=metadata)
-
-    def delete(self, keys):
-        return [(key[len(self.prefix):], error) for key, error in self.inner.delete([self.prefix + k for k in keys])]
-
-
 def build_locations(items, key_prefix=DEFAULT_KEY_PREFIX):
-    """Location objects under `key_prefix`, from `locations` params (dicts) or Location objects."""
-    items = list(items or [])
-    if not items:
-        raise DRError("no backup location given: set locations")
-    if all(isinstance(item, Location) for item in items):
-        names = [item.name for item in items]
-        if len(set(names)) != len(names):
-            raise DRError("locations: a name is used twice (%s)" % ", ".join(names))
-        plain = items
-    else:
-        plain = locations_from_params(items, **LOCATION_TUNING)
-    return [PrefixedLocation(location, key_prefix) for location in plain]
+    """The locations under `key_prefix`, from `locations` params (dicts) or Location objects."""
+    return backupset.target_locations(items, key_prefix, **LOCATION_TUNING)
 
 
 _read_all = backupset.read_all

@@ -80,7 +80,7 @@ from ansible_collections.auditron.dr.plugins.module_utils.crypto import (
     verify_stream)
 from ansible_collections.auditron.dr.plugins.module_utils.pg import (
     connect, libpq_env, quote_ident, server_facts, server_label)
-from ansible_collections.auditron.dr.plugins.module_utils.storage import Location, locations_from_params
+from ansible_collections.auditron.dr.plugins.module_utils.storage import Location
 
 COLLECTION = "auditron.dr"
 READ_SIZE = 1 << 20
@@ -137,17 +137,7 @@ def _require_zstandard():
         raise DRError("the zstandard Python library is required for logical backups")
 
 
-def _locations(items, **tuning):
-    """Location objects from `locations` params (dicts) or Location objects as they are."""
-    items = list(items or [])
-    if not items:
-        raise DRError("no backup location given: set locations")
-    if all(isinstance(item, Location) for item in items):
-        names = [item.name for item in items]
-        if len(set(names)) != len(names):
-            raise DRError("locations: a name is used twice (%s)" % ", ".join(names))
-        return items
-    return locations_from_params(items, **tuning)
+_locations = backupset.target_locations
 
 
 def _part_size(database_bytes):
