@@ -12,7 +12,7 @@ Logical backups (pgdump.py, ids `<series>_YYYYMMDD_HHMMSS`) and configuration bu
 (configbackup.py, ids `config_YYYYMMDD_HHMMSS`) both follow it; what differs between them
 (the artifact's own format, the manifest's content, the id's prefix) stays with them.
 
-The order is the protocol: artifacts first, then (optionally) each copy read back and hashed,
+The order is the protocol: artifacts first, then each copy read back and hashed,
 then the manifest only next to a copy that is whole. A reader that finds a manifest can trust
 that the artifact it names was complete when the manifest was written.
 """
@@ -34,6 +34,8 @@ from ansible_collections.auditron.dr.plugins.module_utils.storage import (
 MANIFEST_SUFFIX = ".manifest.json"
 STAMP_FORMAT = "%Y%m%d_%H%M%S"
 FRESH_ID_ATTEMPTS = 5
+# Read-back reads a copy in slices of this size (bounded memory, whatever the artifact's size).
+READ_BACK_SLICE = 1 << 20
 
 
 # ---------------------------------------------------------------------------------------------
@@ -205,11 +207,16 @@ class StoredArtifact(object):
 # ---------------------------------------------------------------------------------------------
 # Read-back and commit
 
-def read_all(location, key):
-    """The whole object (small ones only: manifests, configuration bundles)."""
+def read_slices(location, key):
+    """The stored object `key`, slice by slice (READ_BACK_SLICE): bounded memory whatever its
+    size; any failure is one DRError naming the location and the key."""
     reader = location.open_read(key)
     try:
-        data = reader.read()
+        while True:
+            data = reader.read(READ_BACK_SLICE)
+            if not data:
+                return
+            yield data
     except DRError:
         raise
     except Exception as exc:  # pylint: disable=broad-except
@@ -219,7 +226,11 @@ def read_all(location, key):
             reader.close()
         except Exception:  # pylint: disable=broad-except
             pass
-    return bytes(data)
+
+
+def read_all(location, key):
+    """The whole object (small ones only: manifests, configuration bundles)."""
+    return b"".join(bytes(data) for data in read_slices(location, key))
 
 
 def delete_quietly(locations, keys):
@@ -231,14 +242,25 @@ def delete_quietly(locations, keys):
             pass
 
 
+def _read_back_digest(location, key):
+    """(bytes, sha256) of the stored copy `key`: hashed as it streams, never held in memory
+    (a logical dump is gigabytes)."""
+    digest = hashlib.sha256()
+    size = 0
+    for data in read_slices(location, key):
+        digest.update(data)
+        size += len(data)
+    return size, digest.hexdigest()
+
+
 def stored_copies(targets, key, size, sha256, done, failed, read_back):
     """What each location holds of the artifact `key` after the fan-out ({name: row}).
 
-    read_back=False: the locations the fan-out finished are taken as holding it ({"present":
-    True}). read_back=True: each such copy is read whole and hashed; a copy that differs from
-    what was written is removed and recorded as not present. Only for small artifacts: the
-    copy is read into memory. Locations that failed during the fan-out are recorded with
-    their error either way."""
+    read_back=True: each copy the fan-out finished is read again and hashed; a copy that
+    differs from what was written is removed and recorded as not present, so that no manifest
+    is written beside it. read_back=False: the locations the fan-out finished are taken as
+    holding it. Locations that failed during the fan-out are recorded with their error either
+    way."""
     by_name = dict((location.name, location) for location in targets)
     copies = collections.OrderedDict()
     for name in done:
@@ -247,17 +269,16 @@ def stored_copies(targets, key, size, sha256, done, failed, read_back):
             continue
         location = by_name[name]
         try:
-            data = read_all(location, key)
+            read_size, digest = _read_back_digest(location, key)
         except DRError as exc:
             copies[name] = {"present": False, "error": "read back failed: %s" % exc.message}
             continue
-        digest = hashlib.sha256(data).hexdigest()
-        if len(data) != size or digest != sha256:
+        if read_size != size or digest != sha256:
             copies[name] = {"present": False, "error": "read back %d bytes with sha256 %s, %d bytes with %s were "
-                                                       "written" % (len(data), digest[:16], size, sha256[:16])}
+                                                       "written" % (read_size, digest[:16], size, sha256[:16])}
             delete_quietly([location], [key])
             continue
-        copies[name] = {"present": True, "size": len(data), "sha256": digest}
+        copies[name] = {"present": True, "size": read_size, "sha256": digest}
     for name, error in failed.items():
         copies[name] = {"present": False, "error": error}
     return copies

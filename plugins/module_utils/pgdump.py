@@ -9,7 +9,8 @@ Backup, in one pass with bounded memory (no temporary copy of the dump anywhere)
                                                                                    -> local dir
                                                                                    -> S3 region 1
                                                                                    -> S3 region 2
-    then, in every location that got the whole artifact: <id>.manifest.json (last)
+    then each copy is read back and hashed (backupset.stored_copies), and in every location
+    whose copy matches what was written: <id>.manifest.json (last)
 
 - pg_dump runs with its own compression off: zstd on every core is faster than pg_dump's
   single-threaded zlib, and smaller.
@@ -550,12 +551,15 @@ def _fresh_backup_id(series, targets, encrypted):
 
 def backup(postgres, locations, encryption=None, database="auditron", series=None, require_all_locations=False,
            lock_timeout=60, compression_level=3, compression_threads=0, count_rows=True, count_jobs=2,
-           timestamp_column="createdAt", progress_interval=10.0, bin_dir=None, check_mode=False, log=None):
+           timestamp_column="createdAt", progress_interval=10.0, bin_dir=None, verify_after_write=True,
+           check_mode=False, log=None):
     """Dump `database` to every location in one pass; see the module docstring.
 
     postgres: community.postgresql-shaped connection params (login_host, login_port, ...).
     locations: `locations` params (dicts) or Location objects. encryption: the `encryption`
-    option (required: key_source none must be said explicitly). Returns the result dict.
+    option (required: key_source none must be said explicitly). verify_after_write: each copy
+    is read back and hashed before its manifest is written (as configuration bundles are).
+    Returns the result dict.
     """
     started_clock = time.monotonic()
     log = log or (lambda message: None)
@@ -600,11 +604,15 @@ def backup(postgres, locations, encryption=None, database="auditron", series=Non
         # The dump is done: only now may the exporting transaction end.
         conn.rollback()
         conn.autocommit = True
+        # Read back before the manifest: a copy the store acknowledged but holds damaged (a
+        # faulty disk, a proxy that rewrote bytes) gets no manifest, so no restore trusts it.
+        copies = backupset.stored_copies(targets, streamed["key"], streamed["size"], streamed["sha256"],
+                                         streamed["done"], streamed["failed"], read_back=verify_after_write)
         finished_at = utc_now()
         manifest = _manifest(backup_id, series, database, facts, postgres, snapshot, snapshot_at, started_at,
-                             finished_at, pg_dump_version, encryption, streamed, tables, timestamp_column,
+                             finished_at, pg_dump_version, encryption, streamed, copies, tables, timestamp_column,
                              compression_level, compression_threads)
-        written, failed = _commit(targets, manifest, streamed, require_all_locations)
+        written, failed = _commit(targets, manifest, copies, require_all_locations)
     finally:
         _release_lock(conn, lock)
         conn.close()
@@ -782,7 +790,7 @@ def _dump_and_store(postgres, database, backup_id, targets, provider, pg_dump, s
 
 
 def _manifest(backup_id, series, database, facts, postgres, snapshot, snapshot_at, started_at, finished_at,
-              pg_dump_version, encryption, streamed, tables, timestamp_column, level, threads):
+              pg_dump_version, encryption, streamed, copies, tables, timestamp_column, level, threads):
     counts = dict(((item["schema"], item["name"]), item) for item in streamed["counts"])
     table_rows = []
     for table in tables:
@@ -794,11 +802,6 @@ def _manifest(backup_id, series, database, facts, postgres, snapshot, snapshot_a
                 item["timestamp_column"] = timestamp_column
                 item["max_timestamp"] = counted["max_timestamp"]
         table_rows.append(item)
-    presence = collections.OrderedDict()
-    for name in streamed["done"]:
-        presence[name] = {"present": True}
-    for name, error in streamed["failed"].items():
-        presence[name] = {"present": False, "error": error}
     return {
         "format": catalog_mod.MANIFEST_FORMAT,
         "format_version": catalog_mod.MANIFEST_VERSION,
@@ -833,21 +836,17 @@ def _manifest(backup_id, series, database, facts, postgres, snapshot, snapshot_a
             "size": streamed["size"],
             "sha256": streamed["sha256"],
             "plaintext_bytes": streamed["dump_bytes"],
-            "locations": presence,
+            "locations": copies,
         }],
         "tables": table_rows,
         "totals": {"tables": len(table_rows), "rows": sum(item.get("rows", 0) for item in table_rows)},
     }
 
 
-def _commit(targets, manifest, streamed, require_all_locations):
-    """Write the manifest last, in every location that holds the whole artifact. No read-back
-    here: a dump is gigabytes, and reading every copy again would double the backup's time and
-    traffic; the fan-out's own commit (size checked, S3 multipart completed) is what counts,
-    and the weekly test (backup_verify) reads every copy back."""
-    copies = backupset.stored_copies(targets, streamed["key"], streamed["size"], streamed["sha256"],
-                                     streamed["done"], streamed["failed"], read_back=False)
-    return backupset.commit(targets, manifest["id"], streamed["key"], copies,
+def _commit(targets, manifest, copies, require_all_locations):
+    """Write the manifest last, in every location whose copy is whole (`copies`: what the
+    read-back found, see backupset.stored_copies)."""
+    return backupset.commit(targets, manifest["id"], manifest["artifacts"][0]["key"], copies,
                             lambda location: catalog_mod.write_manifest(location, manifest), require_all_locations)
 
 
