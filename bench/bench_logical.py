@@ -38,13 +38,13 @@ RUNNER = r"""
 import json, sys, time
 sys.path.insert(0, sys.argv[1])
 started = time.monotonic()
-from ansible_collections.auditron.dr.plugins.module_utils import pgdump
+from ansible_collections.auditron.dr.plugins.module_utils import logicalrestore, pgdump
 imported = time.monotonic() - started
 job = json.loads(sys.argv[2])
 if job["kind"] == "backup":
     result = pgdump.backup(job["postgres"], job["locations"], job["encryption"], database=job["database"])
 else:
-    result = pgdump.restore(job["postgres"], job["locations"], job["target"], job["encryption"],
+    result = logicalrestore.restore(job["postgres"], job["locations"], job["target"], job["encryption"],
                             backup_id=job["backup_id"], jobs=job["jobs"], spool_dir=job.get("spool_dir"))
 keep = ("backup_id", "duration_seconds", "size", "dump_bytes", "peak_rss_bytes", "pg_dump_peak_rss_bytes",
         "timings", "counts_match", "location", "locations", "failed_locations")

@@ -43,14 +43,15 @@ import json
 import os
 import re
 
+from ansible_collections.auditron.dr.plugins.module_utils import backupset
 from ansible_collections.auditron.dr.plugins.module_utils.common import (
-    UTC, DRError, first_line, format_time, parse_time, utc_now)
+    DRError, first_line, format_time, parse_time, utc_now)
 
 MANIFEST_FORMAT = "auditron.dr/logical-backup"
 MANIFEST_VERSION = 1
 KIND = "logical"
 
-MANIFEST_SUFFIX = ".manifest.json"
+MANIFEST_SUFFIX = backupset.MANIFEST_SUFFIX
 ARTIFACT_SUFFIX_ENCRYPTED = ".dump.zst.enc"
 ARTIFACT_SUFFIX_PLAIN = ".dump.zst"
 VERIFICATIONS_DIR = "verifications/"
@@ -92,8 +93,7 @@ def check_series(series):
 
 def new_backup_id(series, moment=None):
     """`<series>_YYYYMMDD_HHMMSS` in UTC: the plan's `auditron_YYYYMMDD_HHMMSS`."""
-    moment = (moment or utc_now()).astimezone(UTC)
-    return "%s_%s" % (check_series(series), moment.strftime("%Y%m%d_%H%M%S"))
+    return "%s_%s" % (check_series(series), backupset.id_stamp(moment))
 
 
 def parse_backup_id(backup_id):
@@ -101,13 +101,8 @@ def parse_backup_id(backup_id):
     match = ID_RE.match(str(backup_id or ""))
     if not match:
         return None
-    try:
-        moment = parse_time("%s-%s-%sT%s:%s:%sZ" % (
-            match.group("stamp")[0:4], match.group("stamp")[4:6], match.group("stamp")[6:8],
-            match.group("stamp")[9:11], match.group("stamp")[11:13], match.group("stamp")[13:15]))
-    except DRError:
-        return None
-    return match.group("series"), moment
+    moment = backupset.stamp_time(match.group("stamp"))
+    return None if moment is None else (match.group("series"), moment)
 
 
 def check_backup_id(backup_id):
@@ -118,11 +113,10 @@ def check_backup_id(backup_id):
 
 
 def artifact_key(backup_id, encrypted=True):
-    return backup_id + (ARTIFACT_SUFFIX_ENCRYPTED if encrypted else ARTIFACT_SUFFIX_PLAIN)
+    return backupset.artifact_key(backup_id, encrypted, ARTIFACT_SUFFIX_ENCRYPTED, ARTIFACT_SUFFIX_PLAIN)
 
 
-def manifest_key(backup_id):
-    return backup_id + MANIFEST_SUFFIX
+manifest_key = backupset.manifest_key
 
 
 def verification_key(backup_id):
@@ -143,9 +137,7 @@ def parse_key(key):
 # ---------------------------------------------------------------------------------------------
 # Manifests
 
-def manifest_bytes(manifest):
-    """The stored form: JSON with sorted keys, so every location holds the same bytes."""
-    return (json.dumps(manifest, sort_keys=True, indent=1, ensure_ascii=True) + "\n").encode("ascii")
+manifest_bytes = backupset.manifest_bytes
 
 
 def manifest_time(manifest):

@@ -900,3 +900,39 @@ def locations_from_params(items, **tuning):
         names.add(location.name)
         result.append(location)
     return result
+
+
+class PrefixedLocation(Location):
+    """A location seen through a key prefix (``config/``): keys are relative to the prefix.
+
+    The same `locations` list then serves every kind of backup, each under its own prefix of
+    the bucket or directory, as docs/development.md lays the buckets out.
+    """
+
+    def __init__(self, inner, prefix):
+        super(PrefixedLocation, self).__init__(inner.name)
+        self.inner = inner
+        self.kind = inner.kind
+        cleaned = (prefix or "").strip("/")
+        self.prefix = cleaned + "/" if cleaned else ""
+
+    def describe(self):
+        return "%s under %s" % (self.inner.describe(), self.prefix or "/")
+
+    def list(self, prefix=""):
+        for info in self.inner.list(self.prefix + (prefix or "")):
+            if info.key.startswith(self.prefix):
+                yield info._replace(key=info.key[len(self.prefix):])
+
+    def head(self, key):
+        info = self.inner.head(self.prefix + key)
+        return info._replace(key=key) if info is not None else None
+
+    def open_read(self, key):
+        return self.inner.open_read(self.prefix + key)
+
+    def open_write(self, key, metadata=None):
+        return self.inner.open_write(self.prefix + key, metadata=metadata)
+
+    def delete(self, keys):
+        return [(key[len(self.prefix):], error) for key, error in self.inner.delete([self.prefix + k for k in keys])]

@@ -193,7 +193,7 @@ table:
 from ansible.module_utils.basic import missing_required_lib
 
 from ansible_collections.auditron.dr.plugins.module_utils import catalog as catalog_mod
-from ansible_collections.auditron.dr.plugins.module_utils import pgdump
+from ansible_collections.auditron.dr.plugins.module_utils import logicalrestore
 from ansible_collections.auditron.dr.plugins.module_utils.base import (
     AuditronModule, encryption_suboptions, location_suboptions)
 from ansible_collections.auditron.dr.plugins.module_utils.common import DRError, human_bytes, parse_time
@@ -249,7 +249,7 @@ def list_backups(params, warn):
     catalog = catalog_mod.Catalog.load(locations, series=series)
     if params["deep"]:
         for entry in list(catalog.entries.values()):
-            catalog.verify_deep(entry, lambda location, item: pgdump.verify_copy(location, item, params["encryption"]))
+            catalog.verify_deep(entry, lambda location, item: logicalrestore.verify_copy(location, item, params["encryption"]))
     result = catalog_mod.catalog_result(catalog, series=series, before=before)
     result["changed"] = False
     result["table"] = format_table(result["backups"], [location.name for location in locations])

@@ -443,10 +443,11 @@ dr_report:
 
 from ansible_collections.auditron.dr.plugins.module_utils.base import (
     AuditronModule, encryption_suboptions, location_suboptions)
-from ansible_collections.auditron.dr.plugins.module_utils.configbackup import (
-    HAS_KUBERNETES, KUBERNETES_IMPORT_ERROR, backup, restore)
+from ansible_collections.auditron.dr.plugins.module_utils.configbackup import backup
+from ansible_collections.auditron.dr.plugins.module_utils.configrestore import restore
 from ansible_collections.auditron.dr.plugins.module_utils.crypto import (
     CRYPTOGRAPHY_IMPORT_ERROR, HAS_CRYPTOGRAPHY)
+from ansible_collections.auditron.dr.plugins.module_utils.kubeapi import HAS_KUBERNETES, KUBERNETES_IMPORT_ERROR
 
 
 def _rule_options(secret):

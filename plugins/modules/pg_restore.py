@@ -221,7 +221,7 @@ dr_report:
 
 from ansible.module_utils.basic import missing_required_lib
 
-from ansible_collections.auditron.dr.plugins.module_utils import pgdump
+from ansible_collections.auditron.dr.plugins.module_utils import logicalrestore, pgdump
 from ansible_collections.auditron.dr.plugins.module_utils.base import (
     AuditronModule, encryption_suboptions, location_suboptions, postgres_argument_spec)
 from ansible_collections.auditron.dr.plugins.module_utils.crypto import (
@@ -269,7 +269,7 @@ def run_restore(module):
     params = module.params
     if needs_boto3(params) and not HAS_BOTO3:
         module.fail_json(msg=missing_required_lib("boto3"), exception=BOTO3_IMPORT_ERROR)
-    result = pgdump.restore(
+    result = logicalrestore.restore(
         params, params["locations"], params["target_db"], encryption=params["encryption"],
         backup_id=params["backup_id"], latest=params["latest"], before=params["before"],
         series=None if params["backup_id"] else params["series"], jobs=params["jobs"],

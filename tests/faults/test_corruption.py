@@ -8,7 +8,7 @@ pg_restore modules, as a playbook runs them.
 
 import pytest
 
-from ansible_collections.auditron.dr.plugins.module_utils import catalog, pgdump
+from ansible_collections.auditron.dr.plugins.module_utils import catalog, logicalrestore, pgdump
 from ansible_collections.auditron.dr.plugins.module_utils.storage import location_from_params
 from tests.faults.conftest import app_running, production_databases, run_restore_database
 from tests.helpers import faults
@@ -90,7 +90,7 @@ def test_flipped_byte_and_truncated_object(fault, lab, postgres, small_db, key_f
     # Nothing was lost: the older backup still verifies everywhere; only the damaged one is invalid.
     cat = catalog.Catalog.load(places.locations(), series=small_db)
     entry = cat.verify_deep(cat.entry(older["backup_id"]),
-                            lambda where, item: pgdump.verify_copy(where, item, encryption))
+                            lambda where, item: logicalrestore.verify_copy(where, item, encryption))
     fault.lost(sum(1 for result in entry.deep.values() if not result["verified"]) + 3 - len(entry.deep))
 
 

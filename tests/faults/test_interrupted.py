@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from ansible_collections.auditron.dr.plugins.module_utils import catalog, pgdump
+from ansible_collections.auditron.dr.plugins.module_utils import catalog, logicalrestore, pgdump
 from tests.faults.conftest import scratch_counts
 from tests.helpers import faults
 
@@ -64,7 +64,7 @@ def previous_backup_lost(postgres, places, key_file, backup_id, counts_before, d
     entry = cat.entry(backup_id)
     if entry is None or not entry.valid:
         return 1 + len(places.params)
-    cat.verify_deep(entry, lambda where, item: pgdump.verify_copy(where, item, faults.file_encryption(key_file)))
+    cat.verify_deep(entry, lambda where, item: logicalrestore.verify_copy(where, item, faults.file_encryption(key_file)))
     lost += sum(1 for result in entry.deep.values() if not result["verified"])
     lost += len(places.params) - len(entry.deep)
     lost += sum(1 for table_name, count in scratch_counts(postgres, database).items()

@@ -9,7 +9,7 @@ import os
 
 import pytest
 
-from ansible_collections.auditron.dr.plugins.module_utils import pgdump
+from ansible_collections.auditron.dr.plugins.module_utils import logicalrestore, pgdump
 from ansible_collections.auditron.dr.plugins.module_utils.common import DRError
 from ansible_collections.auditron.dr.plugins.module_utils.crypto import generate_key_file
 from ansible_collections.auditron.dr.plugins.module_utils.storage import location_from_params
@@ -21,7 +21,7 @@ pytestmark = [pytest.mark.lab, pytest.mark.slow]
 def refused_restore(postgres, locations, target, encryption, spool, **options):
     """pg_restore's engine, expected to refuse: (message, target created?, spool entries)."""
     with pytest.raises(DRError) as caught:
-        pgdump.restore(postgres, locations, target, encryption, jobs=2, spool_dir=str(spool), **options)
+        logicalrestore.restore(postgres, locations, target, encryption, jobs=2, spool_dir=str(spool), **options)
     return caught.value.message, faults.database_exists(postgres, target), sorted(os.listdir(str(spool)))
 
 

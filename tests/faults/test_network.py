@@ -8,7 +8,7 @@ restore falls back to the next location that holds a valid copy.
 
 import pytest
 
-from ansible_collections.auditron.dr.plugins.module_utils import catalog, pgdump
+from ansible_collections.auditron.dr.plugins.module_utils import catalog, logicalrestore, pgdump
 from tests.faults.conftest import scratch_counts
 from tests.helpers import faults
 
@@ -59,7 +59,7 @@ def test_s3_endpoint_stops_in_the_middle_of_an_upload(fault, lab, postgres, scra
         assert not [key for key in faults.s3_keys(lab, "us-east-1", places.prefix) if backup_id in key]
 
         # The region that missed it comes first in the restore order: the restore passes over it.
-        restored = pgdump.restore(postgres, places.locations(("s3-us-east-1", "s3-eu-west-1", "local")),
+        restored = logicalrestore.restore(postgres, places.locations(("s3-us-east-1", "s3-eu-west-1", "local")),
                                   "%s_upcut" % scratch_db, encryption, latest=True, series=scratch_db, jobs=2)
         assert restored["backup_id"] == backup_id and restored["location"] == "s3-eu-west-1"
         assert restored["counts_match"], restored["row_counts"]
@@ -91,7 +91,7 @@ def test_s3_endpoint_stops_in_the_middle_of_a_download(fault, lab, postgres, scr
     spool.mkdir()
     target = "%s_downcut" % scratch_db
     try:
-        restored = pgdump.restore(postgres, [places.location("s3-us-east-1", endpoint_url=through),
+        restored = logicalrestore.restore(postgres, [places.location("s3-us-east-1", endpoint_url=through),
                                              places.location("s3-eu-west-1"), places.location("local")],
                                   target, encryption, latest=True, series=scratch_db, jobs=2, spool_dir=str(spool))
         retries = proxy.attempts_after_stop()

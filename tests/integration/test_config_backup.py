@@ -28,6 +28,7 @@ import uuid
 import pytest
 
 from ansible_collections.auditron.dr.plugins.module_utils import configbackup as cb
+from ansible_collections.auditron.dr.plugins.module_utils import configrestore
 from ansible_collections.auditron.dr.plugins.module_utils.common import DRError
 from ansible_collections.auditron.dr.plugins.module_utils.crypto import generate_key_file
 from ansible_collections.auditron.dr.plugins.module_utils.storage import location_from_params
@@ -239,10 +240,10 @@ def test_restore_with_the_lab_rules_gives_the_dr_config(lab, locations, file_key
                                                         live_dr_config):
     dest = tmp_path / "out" / "dr.json"
     files = [{"path": lab["sites"]["primary"]["app"]["config_file"], "dest": str(dest)}]
-    result = cb.restore(locations[1:], file_key, files=files, **lab_rules(lab))
+    result = configrestore.restore(locations[1:], file_key, files=files, **lab_rules(lab))
     assert result["location"] == "s3-us-east-1" and result["warnings"] == []
     assert json.loads(dest.read_text()) == dr_expected
-    assert not cb.restore(locations[1:], file_key, files=files, **lab_rules(lab))["changed"]
+    assert not configrestore.restore(locations[1:], file_key, files=files, **lab_rules(lab))["changed"]
 
 
 @pytest.mark.lab
@@ -251,7 +252,7 @@ def test_wrong_key_is_one_line_and_writes_nothing(lab, locations, stored, tmp_pa
     generate_key_file(str(other))
     dest = tmp_path / "never" / "dr.json"
     with pytest.raises(DRError) as err:
-        cb.restore(locations[1:], {"key_source": "file", "key_file": str(other)},
+        configrestore.restore(locations[1:], {"key_source": "file", "key_file": str(other)},
                    files=[{"path": lab["sites"]["primary"]["app"]["config_file"], "dest": str(dest)}],
                    **lab_rules(lab))
     message = one_line(err)
@@ -271,14 +272,14 @@ def test_a_flipped_byte_is_caught_before_anything_is_written(lab, locations, fil
     dest = tmp_path / "never" / "dr.json"
     files = [{"path": lab["sites"]["primary"]["app"]["config_file"], "dest": str(dest)}]
     with pytest.raises(DRError) as err:
-        cb.restore(locations[1:2], file_key, files=files, **lab_rules(lab))
+        configrestore.restore(locations[1:2], file_key, files=files, **lab_rules(lab))
     assert one_line(err) == (
         "config bundle {id}: no location gave a verified copy: config bundle {id} at location s3-us-east-1: sha256 "
         "{got} differs from the manifest's {want} (corrupted)".format(
             id=stored["backup_id"], got=hashlib.sha256(bytes(data)).hexdigest()[:16], want=stored["sha256"][:16]))
     assert not (tmp_path / "never").exists()
     # With the second region behind it, the restore goes on from there and says why.
-    result = cb.restore(locations[1:], file_key, files=files, **lab_rules(lab))
+    result = configrestore.restore(locations[1:], file_key, files=files, **lab_rules(lab))
     assert result["location"] == "s3-eu-west-1" and list(result["skipped_locations"]) == ["s3-us-east-1"]
     listed = cb.list_bundles(locations)
     assert listed["bundles"][0]["locations"]["s3-us-east-1"]["status"] == "different"
@@ -292,18 +293,18 @@ def test_an_unreachable_location_is_skipped_or_named(lab, locations, file_key, s
                          endpoint_url="https://localhost:%d" % closed_port())
     dest = tmp_path / "out" / "dr.json"
     files = [{"path": lab["sites"]["primary"]["app"]["config_file"], "dest": str(dest)}]
-    result = cb.restore([silent] + locations[2:], file_key, files=files, **lab_rules(lab))
+    result = configrestore.restore([silent] + locations[2:], file_key, files=files, **lab_rules(lab))
     assert result["location"] == "s3-eu-west-1"
     assert "does not answer" in result["skipped_locations"]["s3-silent"]
     os.unlink(str(dest))
     with pytest.raises(DRError) as err:
-        cb.restore([silent], file_key, files=files, **lab_rules(lab))
+        configrestore.restore([silent], file_key, files=files, **lab_rules(lab))
     message = one_line(err)
     assert message.startswith("no complete config bundle in s3-silent (unreachable: location s3-silent: endpoint "
                               "https://localhost:"), message
     assert not dest.exists()
     with pytest.raises(DRError) as err:
-        cb.restore([silent], file_key, backup_id=stored["backup_id"], files=files, **lab_rules(lab))
+        configrestore.restore([silent], file_key, backup_id=stored["backup_id"], files=files, **lab_rules(lab))
     assert one_line(err).startswith("config bundle %s: no location holds a complete manifest: location s3-silent: "
                                     "endpoint https://localhost:" % stored["backup_id"])
     assert not dest.exists()
@@ -347,12 +348,12 @@ def test_kubernetes_round_trip_on_a_real_cluster(tmp_path, file_key):
         restore_params = {"kubeconfig": kubeconfig, "namespace_map": {source: target}}
         rules = {"rewrite": [{"match": "db.primary", "replace": "db.dr"}],
                  "secret_rewrite": [{"match": "pw-primary", "replace": "pw-dr", "whole": True}]}
-        first = cb.restore(store, file_key, kubernetes_params=restore_params, **rules)
+        first = configrestore.restore(store, file_key, kubernetes_params=restore_params, **rules)
         assert [o["action"] for o in first["objects"]] == ["create", "create"]
         config_map = core.read_namespaced_config_map("app", target)
         assert config_map.data["DATABASE_URL"] == "postgresql://db.dr:5432/a"
         assert base64.b64decode(core.read_namespaced_secret("db", target).data["password"]) == b"pw-dr"
-        second = cb.restore(store, file_key, kubernetes_params=restore_params, **rules)
+        second = configrestore.restore(store, file_key, kubernetes_params=restore_params, **rules)
         assert not second["changed"]
     finally:
         for namespace in (source, target):

@@ -17,7 +17,7 @@ import uuid
 
 import pytest
 
-from ansible_collections.auditron.dr.plugins.module_utils import catalog, pgdump
+from ansible_collections.auditron.dr.plugins.module_utils import catalog, logicalrestore, pgdump
 from ansible_collections.auditron.dr.plugins.module_utils.common import DRError, format_time, parse_time
 from ansible_collections.auditron.dr.plugins.module_utils.crypto import generate_key_file
 from ansible_collections.auditron.dr.plugins.module_utils.storage import location_from_params
@@ -161,12 +161,12 @@ def test_backup_of_auditron_lands_everywhere_and_restores_with_the_manifest_coun
     invoice = [t for t in manifest["tables"] if t["name"] == "Invoice"][0]
     assert invoice["timestamp_column"] == "createdAt" and invoice["max_timestamp"].endswith("Z")
     assert "secret" not in json.dumps(manifest["encryption"]).lower()
-    cat.verify_deep(entry, lambda where, item: pgdump.verify_copy(where, item, kms_encryption(lab)))
+    cat.verify_deep(entry, lambda where, item: logicalrestore.verify_copy(where, item, kms_encryption(lab)))
     assert all(state["verified"] for state in entry.deep.values()) and len(entry.deep) == 3
     assert cat.latest_valid().id == backup_id
 
     # Restore from the first S3 region into a new database: the manifest's row counts.
-    restored = pgdump.restore(postgres, places.locations(("s3-us-east-1", "s3-eu-west-1", "local")),
+    restored = logicalrestore.restore(postgres, places.locations(("s3-us-east-1", "s3-eu-west-1", "local")),
                               target("full"), kms_encryption(lab), latest=True, jobs=2)
     assert restored["backup_id"] == backup_id and restored["location"] == "s3-us-east-1"
     assert restored["counts_match"] and restored["mode"] == "spool"
@@ -269,10 +269,10 @@ def test_streamed_restore_of_a_table_subset_with_awkward_names(postgres, small_d
     assert made["row_counts"]['public.odd "name"; DROP TABLE "User"; --'] == 7
     assert made["row_counts"]["archive.Invoice"] == 40
     with pytest.raises(DRError, match="ambiguous"):
-        pgdump.restore(postgres, places.locations(), target("subset"), {"key_file": key_file},
+        logicalrestore.restore(postgres, places.locations(), target("subset"), {"key_file": key_file},
                        backup_id=made["backup_id"], tables=["Invoice"], jobs=1)
     assert not database_exists(postgres, target("subset"))
-    restored = pgdump.restore(postgres, places.locations(), target("subset"), {"key_file": key_file},
+    restored = logicalrestore.restore(postgres, places.locations(), target("subset"), {"key_file": key_file},
                               backup_id=made["backup_id"], jobs=1,
                               tables=["public.Invoice", 'odd "name"; DROP TABLE "User"; --'])
     assert restored["mode"] == "stream" and restored["counts_match"]
@@ -296,7 +296,7 @@ def test_refusals_name_the_backup_and_location_and_touch_nothing(postgres, small
     def refused(match, **options):
         options.setdefault("encryption", {"key_file": key_file})
         with pytest.raises(DRError) as err:
-            pgdump.restore(postgres, locations, name, jobs=2, spool_dir=str(spool), **options)
+            logicalrestore.restore(postgres, locations, name, jobs=2, spool_dir=str(spool), **options)
         message = str(err.value)
         assert "\n" not in message
         assert match in message, message
@@ -319,10 +319,10 @@ def test_refusals_name_the_backup_and_location_and_touch_nothing(postgres, small
     sql(postgres, 'CREATE DATABASE "%s"' % target("busy"))
     sql(postgres, "CREATE TABLE keep_me (x int)", database=target("busy"))
     with pytest.raises(DRError, match="exists and is not empty .* set replace: true"):
-        pgdump.restore(postgres, locations, target("busy"), {"key_file": key_file}, backup_id=made["backup_id"])
+        logicalrestore.restore(postgres, locations, target("busy"), {"key_file": key_file}, backup_id=made["backup_id"])
     assert sql(postgres, "SELECT count(*) FROM keep_me", database=target("busy")) == [(0,)]
     with pytest.raises(DRError, match="is the live database backup .* was taken from"):
-        pgdump.restore(postgres, locations, small_db, {"key_file": key_file}, backup_id=made["backup_id"],
+        logicalrestore.restore(postgres, locations, small_db, {"key_file": key_file}, backup_id=made["backup_id"],
                        replace=True)
 
 
@@ -333,7 +333,7 @@ def test_a_corrupt_copy_falls_back_to_the_next_location_then_to_the_previous_bac
     key = catalog.artifact_key(newer["backup_id"])
     order = ("s3-us-east-1", "s3-eu-west-1", "local")
     flip_byte(places.by_name("s3-us-east-1"), key, newer["size"] // 2)
-    restored = pgdump.restore(postgres, places.locations(order), target("fallback1"), {"key_file": key_file},
+    restored = logicalrestore.restore(postgres, places.locations(order), target("fallback1"), {"key_file": key_file},
                               latest=True, series=small_db, jobs=2)
     assert restored["backup_id"] == newer["backup_id"] and restored["location"] == "s3-eu-west-1"
     assert restored["counts_match"]
@@ -346,7 +346,7 @@ def test_a_corrupt_copy_falls_back_to_the_next_location_then_to_the_previous_bac
     flip_byte(places.by_name("s3-eu-west-1"), key, newer["size"] // 3)
     truncated = places.by_name("local")
     truncated.put_bytes(key, truncated.get_bytes(key)[:-1000])
-    restored = pgdump.restore(postgres, places.locations(order), target("fallback2"), {"key_file": key_file},
+    restored = logicalrestore.restore(postgres, places.locations(order), target("fallback2"), {"key_file": key_file},
                               latest=True, series=small_db, jobs=1)
     assert restored["backup_id"] == older["backup_id"] and restored["counts_match"]
     assert "used the older backup %s" % older["backup_id"] in restored["fallback"]
@@ -356,7 +356,7 @@ def test_a_corrupt_copy_falls_back_to_the_next_location_then_to_the_previous_bac
 
     # Asked for by id, the damaged backup is refused with every reason, and nothing is created.
     with pytest.raises(DRError) as err:
-        pgdump.restore(postgres, places.locations(order), target("fallback3"), {"key_file": key_file},
+        logicalrestore.restore(postgres, places.locations(order), target("fallback3"), {"key_file": key_file},
                        backup_id=newer["backup_id"])
     assert "no copy verified" in str(err.value) and "s3-us-east-1" in str(err.value)
     assert not database_exists(postgres, target("fallback3"))
@@ -374,7 +374,7 @@ def test_an_unreachable_location_falls_back_to_a_valid_copy(lab, postgres, small
         gone = location_from_params(s3_params(lab, "eu-west-1", places.prefix, name="s3-closed",
                                               endpoint_url="https://localhost:%d" % closed_port()),
                                     max_attempts=1, connect_timeout=2)
-        restored = pgdump.restore(postgres, [cut_off, gone, places.by_name("local")], target("reach"),
+        restored = logicalrestore.restore(postgres, [cut_off, gone, places.by_name("local")], target("reach"),
                                   {"key_file": key_file}, latest=True, series=small_db, jobs=2)
     finally:
         proxy.close()

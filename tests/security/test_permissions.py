@@ -24,7 +24,7 @@ import time
 
 import pytest
 
-from ansible_collections.auditron.dr.plugins.module_utils import catalog, pgdump
+from ansible_collections.auditron.dr.plugins.module_utils import catalog, logicalrestore, pgdump
 from ansible_collections.auditron.dr.plugins.module_utils.common import DRError
 from ansible_collections.auditron.dr.plugins.module_utils.crypto import generate_key_file, load_key_file
 from tests.conftest import REPO
@@ -123,7 +123,7 @@ def test_restore_spool_is_private_and_removed(small_database, tmp_path):
     watcher.start()
     target = database + "_spool"
     try:
-        restored = pgdump.restore(postgres, location, target, faults.file_encryption(key_file),
+        restored = logicalrestore.restore(postgres, location, target, faults.file_encryption(key_file),
                                   backup_id=made["backup_id"], jobs=2, spool_dir=str(spool))
     finally:
         done.set()

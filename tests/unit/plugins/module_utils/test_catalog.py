@@ -14,7 +14,7 @@ import os
 
 import pytest
 
-from ansible_collections.auditron.dr.plugins.module_utils import catalog, pgbackrest, pgdump
+from ansible_collections.auditron.dr.plugins.module_utils import catalog, logicalrestore, pgbackrest, pgdump
 from ansible_collections.auditron.dr.plugins.module_utils.common import DRError, format_time, parse_time
 from ansible_collections.auditron.dr.plugins.module_utils.crypto import FileKeyProvider, generate_key_file
 from ansible_collections.auditron.dr.plugins.module_utils.storage import LocalLocation
@@ -206,7 +206,7 @@ def test_deep_verification_finds_a_flipped_byte(places, tmp_path):
     cat = catalog.Catalog.load(places)
     entry = cat.entry(manifest["id"])
     assert entry.locations["s3-a"]["status"] == "present"  # same size: only reading finds it
-    cat.verify_deep(entry, lambda location, item: pgdump.verify_copy(location, item, {"key_file": key_file}))
+    cat.verify_deep(entry, lambda location, item: logicalrestore.verify_copy(location, item, {"key_file": key_file}))
     assert entry.deep["local"]["verified"] and entry.deep["s3-b"]["verified"]
     assert not entry.deep["s3-a"]["verified"]
     assert entry.locations["s3-a"]["status"] == "different"
