@@ -60,7 +60,7 @@ import time
 import uuid
 import zlib
 
-from ansible_collections.auditron.dr.plugins.module_utils import mirror
+from ansible_collections.auditron.dr.plugins.module_utils import mirror, s3client
 from ansible_collections.auditron.dr.plugins.module_utils.common import (
     UTC, DRError, format_time, parse_time, utc_now)
 from ansible_collections.auditron.dr.plugins.module_utils.retention import Policy, decide_retention
@@ -101,7 +101,7 @@ class IndexWriter(object):
     """Streams sorted records into <endpoint>/<key> as gzip JSON lines; close() returns
     {"key", "entries", "bytes", "sha256"} for the manifest. Refuses records out of order."""
 
-    def __init__(self, endpoint, key, part_size=mirror.DEFAULT_PART_SIZE):
+    def __init__(self, endpoint, key, part_size=s3client.DEFAULT_PART_SIZE):
         self.key = key
         self.uploader = endpoint.open_upload(key, content_type="application/gzip", part_size=part_size)
         self.hasher = hashlib.sha256()
@@ -145,7 +145,7 @@ def read_index(endpoint, key, sha256=None):
     what = "index %s at %s" % (key, endpoint.describe())
     try:
         while True:
-            chunk = reader.read(mirror.READ_CHUNK)
+            chunk = reader.read(s3client.READ_CHUNK)
             final = not chunk
             if chunk:
                 hasher.update(chunk)
@@ -197,7 +197,7 @@ def combine_deltas(older, newer):
 class Backup(object):
     """One backup prefix (an S3Endpoint): its areas, points and states."""
 
-    def __init__(self, endpoint, part_size=mirror.DEFAULT_PART_SIZE):
+    def __init__(self, endpoint, part_size=s3client.DEFAULT_PART_SIZE):
         self.endpoint = endpoint
         self.current = endpoint.child(CURRENT)
         self.history = endpoint.child(HISTORY)
@@ -350,7 +350,7 @@ def _where(record, listed):
     if listed is not None:
         if listed.etag == record.get("e") and listed.size == record.get("z", record["s"]):
             return CURRENT, record["k"]
-        if not record.get("x") and mirror.is_plain_md5(listed.etag) and listed.etag == record.get("m") \
+        if not record.get("x") and s3client.is_plain_md5(listed.etag) and listed.etag == record.get("m") \
                 and listed.size == record["s"]:
             return CURRENT, record["k"]
     return HISTORY, "%s/%s" % (record["b"], record["k"])
@@ -473,7 +473,7 @@ def _sync_pass(source, backup, latest, new_id, incomplete, snapshot, delete, max
         target = "%s/%s" % (record["b"], key)
         if listed is None or _where(record, listed)[0] != CURRENT:
             head = backup.current.head(key)
-            listed = mirror.Entry(key, head.size, head.etag) if head is not None else None
+            listed = s3client.Entry(key, head.size, head.etag) if head is not None else None
         if listed is not None and _where(record, listed)[0] == CURRENT:
             # Server-side (CopyObject; by parts beyond 5 GiB), the stored bytes as they are.
             etag = mirror.copy_object(backup.current, key, backup.history, target, raw_copy, expected=listed).etag
@@ -496,7 +496,7 @@ def _sync_pass(source, backup, latest, new_id, incomplete, snapshot, delete, max
             displace(key, record, listed)
         try:
             result = mirror.copy_object(source, key, backup.current, key, options, expected=entry)
-        except mirror.SourceVanished:
+        except s3client.SourceVanished:
             # Deleted at the source since the listing: current/ and the state keep the version
             # they had (its history copy is harmless), and the next sync records the deletion.
             stats.add("vanished", entry.size)
@@ -527,7 +527,7 @@ def _sync_pass(source, backup, latest, new_id, incomplete, snapshot, delete, max
                         executor.submit(copy_in, key, entry, record, listed, "replaced")
                 elif entry is not None:
                     if listed is not None and not options.crypt and listed.size == entry.size and \
-                            mirror.is_plain_md5(entry.etag) and listed.etag == entry.etag:
+                            s3client.is_plain_md5(entry.etag) and listed.etag == entry.etag:
                         # Already there (a sync that died before its commit, or a plain mirror
                         # taken over): adopt it as a version of this point without copying.
                         planned("adopt", entry.size)
@@ -566,7 +566,7 @@ def _sync_pass(source, backup, latest, new_id, incomplete, snapshot, delete, max
                 strays = []
 
                 def remove(key, record, etag, size):
-                    displace(key, record, mirror.Entry(key, size, etag) if etag is not None else None)
+                    displace(key, record, s3client.Entry(key, size, etag) if etag is not None else None)
                     failed = backup.current.delete([key])
                     if failed:
                         raise DRError("location %s: deleting %s failed: %s" % (backup.endpoint.name, key, failed[0][1]))
@@ -904,7 +904,7 @@ def restore(backup_endpoint, target, as_of="latest", delete=False, max_delete_pe
         copy_options = decrypt_options if record.get("x") else options
         try:
             result = mirror.copy_object(endpoint, area_key, target, key, copy_options, context_key=key)
-        except mirror.SourceVanished:
+        except s3client.SourceVanished:
             raise DRError("backup %s: version %s of %s is missing (%s/%s)" % (
                 backup.describe(), record["b"], key, area, area_key))
         if record.get("h") and result.sha256 and result.sha256 != record["h"]:
@@ -949,7 +949,7 @@ def restore(backup_endpoint, target, as_of="latest", delete=False, max_delete_pe
                     if not check_mode:
                         executor.submit(bring, key, record, where, "copied")
                     continue
-                if present.size == record["s"] and mirror.is_plain_md5(present.etag) and record.get("m"):
+                if present.size == record["s"] and s3client.is_plain_md5(present.etag) and record.get("m"):
                     if present.etag == record["m"]:
                         planned("skip", record["s"])
                         stats.add("skipped", record["s"])

@@ -296,7 +296,7 @@ duration_seconds:
   type: float
 """
 
-from ansible_collections.auditron.dr.plugins.module_utils import filehistory, mirror
+from ansible_collections.auditron.dr.plugins.module_utils import aws, filehistory, mirror, s3client
 from ansible_collections.auditron.dr.plugins.module_utils.base import (
     AuditronModule, encryption_suboptions, location_suboptions)
 from ansible_collections.auditron.dr.plugins.module_utils.common import DRError
@@ -335,8 +335,8 @@ def _options(params, operation):
     encryption = params.get("encryption")
     active = bool(encryption) and (encryption.get("key_source") or "file") != "none"
     provider = crypto.provider_from_params(encryption) if active and operation == "sync" else None
-    return mirror.CopyOptions(part_size=params["part_size_mb"] * mirror.MIB, attempts=params["retries"],
-                              multipart_threshold=params["multipart_threshold_mb"] * mirror.MIB,
+    return mirror.CopyOptions(part_size=params["part_size_mb"] * s3client.MIB, attempts=params["retries"],
+                              multipart_threshold=params["multipart_threshold_mb"] * s3client.MIB,
                               provider=provider, crypt="encrypt" if provider is not None else None,
                               encryption_params=encryption)
 
@@ -352,8 +352,8 @@ def run(params, check_mode, log):
         raise DRError("part_size_mb must be at least 5 (S3's smallest multipart part), got %d" % params["part_size_mb"])
     if not 0 <= params["max_delete_percent"] <= 100:
         raise DRError("max_delete_percent must be between 0 and 100")
-    backup = mirror.S3Endpoint.from_params(params["backup"], "backup", timeout=params["timeout"],
-                                           retries=params["retries"])
+    backup = s3client.S3Endpoint.from_params(params["backup"], "backup", timeout=params["timeout"],
+                                             retries=params["retries"])
     progress = mirror.progress_writer(params.get("progress_file"), log)
     endpoints = [backup]
     try:
@@ -365,8 +365,8 @@ def run(params, check_mode, log):
         if operation == "sync":
             if not params.get("source"):
                 raise DRError("operation sync needs source (the object store to back up)")
-            source = mirror.S3Endpoint.from_params(params["source"], "source", timeout=params["timeout"],
-                                                   retries=params["retries"])
+            source = s3client.S3Endpoint.from_params(params["source"], "source", timeout=params["timeout"],
+                                                     retries=params["retries"])
             endpoints.append(source)
             result = filehistory.sync(
                 source, backup, snapshot=params["snapshot"],
@@ -378,8 +378,8 @@ def run(params, check_mode, log):
         else:
             if not params.get("target"):
                 raise DRError("operation restore needs target (where to restore to)")
-            target = mirror.S3Endpoint.from_params(params["target"], "target", timeout=params["timeout"],
-                                                   retries=params["retries"])
+            target = s3client.S3Endpoint.from_params(params["target"], "target", timeout=params["timeout"],
+                                                     retries=params["retries"])
             endpoints.append(target)
             result = filehistory.restore(
                 backup, target, as_of=params["as_of"], delete=bool(params.get("delete")),
@@ -398,7 +398,7 @@ def run(params, check_mode, log):
 def main():
     module = AuditronModule(argument_spec(), supports_check_mode=True,
                             required_if=[("operation", "sync", ["source"]), ("operation", "restore", ["target"])],
-                            required_libs=[("boto3", mirror.HAS_BOTO3, mirror.BOTO3_IMPORT_ERROR)])
+                            required_libs=[("boto3", aws.HAS_BOTO3, aws.BOTO3_IMPORT_ERROR)])
     module.run(run, module.params, module.check_mode, module.log)
 
 

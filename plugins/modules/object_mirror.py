@@ -291,7 +291,7 @@ destination:
   type: str
 """
 
-from ansible_collections.auditron.dr.plugins.module_utils import mirror
+from ansible_collections.auditron.dr.plugins.module_utils import aws, mirror
 from ansible_collections.auditron.dr.plugins.module_utils.base import (
     AuditronModule, encryption_suboptions, location_suboptions)
 from ansible_collections.auditron.dr.plugins.module_utils.common import DRError
@@ -348,7 +348,7 @@ def run(params, check_mode, diff, log):
 def main():
     # cryptography is needed only with encryption; crypto.py says so when it is missing.
     module = AuditronModule(argument_spec(), supports_check_mode=True,
-                            required_libs=[("boto3", mirror.HAS_BOTO3, mirror.BOTO3_IMPORT_ERROR)])
+                            required_libs=[("boto3", aws.HAS_BOTO3, aws.BOTO3_IMPORT_ERROR)])
     module.run(run, module.params, module.check_mode, module.diff_mode, module.log)
 
 
