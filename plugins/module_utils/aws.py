@@ -3,11 +3,11 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """AWS and every AWS-compatible endpoint, in one place: whether boto3 is there, the one shared
 session, client configuration, connection settings from the collection's option shapes, the
-wording of errors, and the retry policy.
+wording of errors, and botocore's retry settings.
 
 storage (S3 through boto3), s3client (the mirror's own S3 client), crypto and pgbackrest (KMS),
 dnsswitch and preflight (Route53) all come here, so an endpoint that fails is reported in the
-same words whichever path reached it, and every retry waits the same way.
+same words whichever path reached it.
 
 Timeouts are short and retries few: on the worst night a silent endpoint must be reported in
 seconds, not after botocore's default minutes.
@@ -17,9 +17,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-import random
 import threading
-import time
 import traceback
 
 from ansible_collections.auditron.dr.plugins.module_utils.common import DRError, first_line, importable
@@ -41,24 +39,7 @@ _SESSION_LOCK = threading.Lock()
 
 
 # ---------------------------------------------------------------------------------------------
-# Retry policy: one schedule for every retry the collection makes
-
-def backoff_delay(attempt, base=0.25, cap=8.0, jitter=True):
-    """Seconds to wait after failed attempt number `attempt` (1 for the first): base, then twice
-    that, and so on, at most `cap` (None: no cap). With jitter a random 50-100 % of it, so that
-    many threads failing together do not come back together."""
-    delay = float(base or 0) * (2 ** (max(1, attempt) - 1))
-    if cap is not None:
-        delay = min(float(cap), delay)
-    if jitter:
-        delay *= random.uniform(0.5, 1.0)
-    return delay
-
-
-def backoff(attempt, base=0.25, cap=8.0, jitter=True, sleep=time.sleep):
-    """Wait as backoff_delay says before the next attempt."""
-    sleep(backoff_delay(attempt, base=base, cap=cap, jitter=jitter))
-
+# botocore's retries (the collection's own retry loops wait as retry.backoff says)
 
 def retries_config(max_attempts):
     """botocore's own retries, for clients made here: its "standard" mode, `max_attempts` in all."""

@@ -46,7 +46,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from ansible_collections.auditron.dr.plugins.module_utils import aws
+from ansible_collections.auditron.dr.plugins.module_utils import retry
 from ansible_collections.auditron.dr.plugins.module_utils.common import DRError, first_line, human_bytes
 from ansible_collections.auditron.dr.plugins.module_utils.s3client import (
     DEFAULT_PART_SIZE, DEFAULT_RETRIES, MIB, MIN_PART_SIZE, READ_CHUNK, EndpointDown, Entry, S3Endpoint,
@@ -429,7 +429,7 @@ def copy_object(source, source_key, destination, key, options, expected=None, co
         except DRError as exc:
             if attempt >= options.attempts or not _worth_retrying(exc):
                 raise
-        aws.backoff(attempt)
+        retry.backoff(attempt)
 
 
 def _worth_retrying(exc):

@@ -17,7 +17,7 @@ Design points, and why:
   checked and named once, and its server-side encryption follows S3Location's rule.
 - One wording and one retry policy: failures are mapped onto botocore's exception types so
   that aws.s3_error words them as every other path to S3; waits between attempts are
-  aws.backoff's.
+  retry.backoff's.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -39,6 +39,7 @@ from urllib.parse import quote, unquote_plus, urlsplit
 
 from ansible_collections.auditron.dr.plugins.module_utils import aws, storage
 from ansible_collections.auditron.dr.plugins.module_utils.common import DRError
+from ansible_collections.auditron.dr.plugins.module_utils.retry import backoff
 
 if aws.HAS_BOTO3:
     import botocore.exceptions
@@ -267,7 +268,7 @@ class _Server(object):
                     continue
                 if not _retryable_exception(exc) or attempt >= attempts:
                     raise
-                aws.backoff(attempt)
+                backoff(attempt)
                 continue
             if response.status in ok:
                 if stream:
@@ -278,7 +279,7 @@ class _Server(object):
                     conn.close()
                     if not _retryable_exception(exc) or attempt >= attempts:
                         raise
-                    aws.backoff(attempt)
+                    backoff(attempt)
                     continue
                 self._after(conn, response)
                 return response, data
@@ -289,7 +290,7 @@ class _Server(object):
             self._after(conn, response)
             failure = _failure_from(response, data, operation)
             if (response.status in _RETRY_STATUS or failure.code in _RETRY_CODES) and attempt < attempts:
-                aws.backoff(attempt)
+                backoff(attempt)
                 continue
             raise failure
 
@@ -811,7 +812,7 @@ class ObjectReader(object):
                 self.response.close()
                 if failures >= self.attempts or not _retryable_exception(exc):
                     raise self.endpoint.error(exc, self.key)
-                aws.backoff(failures)
+                backoff(failures)
                 self._open()
 
     def close(self):

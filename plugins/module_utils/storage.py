@@ -48,7 +48,7 @@ try:
 except ImportError:  # pragma: no cover - Python 2 is not supported, kept for sanity's import test
     import Queue as queue  # type: ignore
 
-from ansible_collections.auditron.dr.plugins.module_utils import aws
+from ansible_collections.auditron.dr.plugins.module_utils import aws, retry
 # HAS_BOTO3 and BOTO3_IMPORT_ERROR are aws's; modules that reach S3 read them from here too.
 from ansible_collections.auditron.dr.plugins.module_utils.aws import (  # pylint: disable=unused-import
     BOTO3_IMPORT_ERROR, HAS_BOTO3, s3_error)
@@ -551,7 +551,7 @@ class ResumableReader(object):
                 if failures >= self.attempts:
                     raise DRError("location %s: download of %s failed at byte %d after %d attempts: %s"
                                   % (self.location.name, self.key, self.offset, failures, first_line(exc)))
-                aws.backoff(failures, base=self.backoff, cap=None, jitter=False)
+                retry.backoff(failures, base=self.backoff, cap=None, jitter=False)
                 try:
                     self._open()
                 except DRError:

@@ -2,6 +2,7 @@
 
 import calendar
 import datetime
+import socket
 
 import pytest
 
@@ -88,3 +89,17 @@ def test_an_endpoint_takes_the_location_storage_parsed_and_never_makes_its_boto3
     with pytest.raises(DRError, match=r"source \(disk\): only S3 locations can be mirrored, got type local"):
         s3client.S3Endpoint.from_params(storage.location_from_params({"name": "disk", "type": "local", "path": "/tmp"}),
                                         "source")
+
+
+def test_an_endpoint_that_refuses_connections_is_retried_then_reported_as_down(monkeypatch):
+    waits = []
+    monkeypatch.setattr(s3client, "backoff", waits.append)
+    with socket.socket() as probe:      # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    endpoint = s3client.S3Endpoint.from_params(
+        {"name": "b", "bucket": "x", "endpoint_url": "http://127.0.0.1:%d" % port, "access_key": "a",
+         "secret_key": "s"}, "backup", timeout=2, retries=3)
+    with pytest.raises(s3client.EndpointDown, match=r"location b: endpoint http://127.0.0.1:\d+/x does not answer"):
+        endpoint.head("k")
+    assert waits == [1, 2]      # the attempts after the first waited by the shared schedule
