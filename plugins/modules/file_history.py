@@ -33,6 +33,7 @@ description:
   - One sync or prune at a time per backup - a lock object (C(lock.json)) is held meanwhile.
 extends_documentation_fragment:
   - auditron.dr.encryption
+  - auditron.dr.location.history
   - ansible.builtin.action_common_attributes
 attributes:
   check_mode:
@@ -53,71 +54,14 @@ options:
   source:
     description: The object store backed up (the site's MinIO). Required for O(operation=sync).
     type: dict
-    suboptions: &location
-      name:
-        description: Name of the location, used in results and messages.
-        type: str
-        required: true
-      type:
-        description: Only V(s3) is supported.
-        type: str
-        default: s3
-        choices: [s3, local]
-      path:
-        description: Not used.
-        type: path
-      endpoint_url:
-        description: S3 endpoint URL. Omit for AWS S3.
-        type: str
-        aliases: [endpoint]
-      bucket:
-        description: Bucket.
-        type: str
-      prefix:
-        description: Key prefix inside the bucket.
-        type: str
-        default: ''
-      region:
-        description: S3 region (signing region for other servers).
-        type: str
-        default: us-east-1
-      access_key:
-        description: Access key id. Never logged. Omit to use the environment, a profile or an instance role.
-        type: str
-        aliases: [aws_access_key]
-      secret_key:
-        description: Secret access key. Never logged.
-        type: str
-        aliases: [aws_secret_key]
-      session_token:
-        description: Session token for temporary credentials. Never logged.
-        type: str
-      ca_bundle:
-        description: CA bundle used to verify the endpoint's TLS certificate.
-        type: path
-        aliases: [ca_file]
-      validate_certs:
-        description: Verify the endpoint's TLS certificate. Leave on outside of experiments.
-        type: bool
-        default: true
-      sse:
-        description: Server-side encryption asked for on upload (AWS); V(none) where the server has none.
-        type: str
-        choices: [none, AES256, 'aws:kms']
-        default: none
-      sse_kms_key_id:
-        description: KMS key for V(aws:kms).
-        type: str
   backup:
     description: The backup - an S3 location whose O(backup.prefix) (V(files) in the collection's layout) holds
       C(current/), C(history/), C(points/) and C(ledger/).
     type: dict
     required: true
-    suboptions: *location
   target:
     description: Where O(operation=restore) restores to (a site's MinIO, or a scratch bucket or prefix).
     type: dict
-    suboptions: *location
   as_of:
     description: For O(operation=restore) - V(latest), a point id (V(20261124T020000Z)) or an ISO 8601 time.
     type: str
