@@ -63,7 +63,8 @@ def store_params(store, name, bucket=None, prefix=""):
 
 
 def endpoint(params):
-    return _mirror().S3Endpoint.from_params(params, params["name"])
+    from ansible_collections.auditron.dr.plugins.module_utils import s3client  # pylint: disable=import-outside-toplevel
+    return s3client.S3Endpoint.from_params(params, params["name"])
 
 
 def parallel(func, items, threads=32):

@@ -6,24 +6,18 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-
-class ModuleDocFragment(object):
-    # One or several backup locations (local directory or S3 bucket at any endpoint).
-    DOCUMENTATION = r"""
-options:
-  locations:
-    description:
-      - Where backups are written and read. Every location gets a full copy.
-    type: list
-    elements: dict
-    default: []
-    suboptions:
+# The suboptions of one backup location (base.location_suboptions is the argument spec they
+# document), written once: DOCUMENTATION gives them to a `locations` list; MIRROR and HISTORY
+# to the single-location options of object_mirror and file_history, whose own DOCUMENTATION
+# says what each option is for (ansible merges the two, the module's keys added to these).
+_SUBOPTIONS = r"""
       name:
         description: Name of the location, used in results, manifests and messages.
         type: str
         required: true
       type:
-        description: V(s3) for any S3-compatible endpoint (AWS, MinIO, rclone), V(local) for a directory.
+        description: V(s3) for any S3-compatible endpoint (AWS, MinIO, rclone), V(local) for a directory (not
+          where an option takes S3 only).
         type: str
         default: s3
         choices: [s3, local]
@@ -38,15 +32,15 @@ options:
         description: Bucket of an V(s3) location.
         type: str
       prefix:
-        description: Key prefix inside the bucket.
+        description: Key prefix inside the bucket; keys are read and written relative to it.
         type: str
         default: ''
       region:
-        description: S3 region.
+        description: S3 region (the signing region for other servers).
         type: str
         default: us-east-1
       access_key:
-        description: Access key id. Never logged.
+        description: Access key id. Never logged. Omit to use the environment, a profile or an instance role.
         type: str
         aliases: [aws_access_key]
       secret_key:
@@ -70,6 +64,29 @@ options:
         choices: [none, AES256, 'aws:kms']
         default: none
       sse_kms_key_id:
-        description: KMS key for O(locations[].sse=aws:kms).
+        description: KMS key for V(aws:kms).
         type: str
 """
+
+
+def _locations(*names):
+    return "\noptions:\n" + "".join("  %s:\n    suboptions:%s" % (name, _SUBOPTIONS) for name in names)
+
+
+class ModuleDocFragment(object):
+    # One or several backup locations (local directory or S3 bucket at any endpoint).
+    DOCUMENTATION = r"""
+options:
+  locations:
+    description:
+      - Where backups are written and read. Every location gets a full copy.
+    type: list
+    elements: dict
+    default: []
+    suboptions:""" + _SUBOPTIONS
+
+    # object_mirror's two locations.
+    MIRROR = _locations("source", "destination")
+
+    # file_history's three locations.
+    HISTORY = _locations("source", "backup", "target")

@@ -50,19 +50,18 @@ __metaclass__ = type
 
 import bisect
 import datetime
-import gzip
-import hashlib
 import json
 import os
 import socket
 import threading
 import time
 import uuid
-import zlib
 
-from ansible_collections.auditron.dr.plugins.module_utils import mirror
+from ansible_collections.auditron.dr.plugins.module_utils import mirror, s3client
 from ansible_collections.auditron.dr.plugins.module_utils.common import (
     UTC, DRError, format_time, parse_time, utc_now)
+from ansible_collections.auditron.dr.plugins.module_utils.historyindex import (
+    IndexWriter, apply_delta, combine_deltas, read_index)
 from ansible_collections.auditron.dr.plugins.module_utils.retention import Policy, decide_retention
 
 FORMAT = 1
@@ -95,109 +94,12 @@ def _is_point_id(text):
 
 
 # ---------------------------------------------------------------------------------------------
-# Index files: gzip JSON lines, sorted by key, streamed both ways
-
-class IndexWriter(object):
-    """Streams sorted records into <endpoint>/<key> as gzip JSON lines; close() returns
-    {"key", "entries", "bytes", "sha256"} for the manifest. Refuses records out of order."""
-
-    def __init__(self, endpoint, key, part_size=mirror.DEFAULT_PART_SIZE):
-        self.key = key
-        self.uploader = endpoint.open_upload(key, content_type="application/gzip", part_size=part_size)
-        self.hasher = hashlib.sha256()
-        self.size = 0
-        self.entries = 0
-        self.last = None
-        self.gzip = gzip.GzipFile(fileobj=self, mode="wb", mtime=0)
-
-    # GzipFile's sink
-    def write(self, data):
-        self.hasher.update(data)
-        self.size += len(data)
-        self.uploader.write(bytes(data))
-
-    def flush(self):
-        return None
-
-    def add(self, record):
-        if self.last is not None and record["k"] <= self.last:
-            raise DRError("index %s: %r written after %r (records must be sorted)" % (self.key, record["k"], self.last))
-        self.last = record["k"]
-        self.gzip.write(json.dumps(record, separators=(",", ":"), sort_keys=True).encode("utf-8") + b"\n")
-        self.entries += 1
-
-    def close(self):
-        self.gzip.close()
-        self.uploader.close()
-        return {"key": self.key, "entries": self.entries, "bytes": self.size, "sha256": self.hasher.hexdigest()}
-
-    def abort(self):
-        self.uploader.abort()
-
-
-def read_index(endpoint, key, sha256=None):
-    """Yield (key, record) from a gzip JSON-lines index, checking order, gzip CRC and sha256."""
-    reader = endpoint.open_read(key)
-    inflate = zlib.decompressobj(16 + zlib.MAX_WBITS)
-    hasher = hashlib.sha256()
-    pending = b""
-    previous = None
-    what = "index %s at %s" % (key, endpoint.describe())
-    try:
-        while True:
-            chunk = reader.read(mirror.READ_CHUNK)
-            final = not chunk
-            if chunk:
-                hasher.update(chunk)
-                try:
-                    data = pending + inflate.decompress(chunk)
-                except zlib.error as exc:
-                    raise DRError("%s is damaged: %s" % (what, exc))
-            else:
-                data = pending + inflate.flush()
-                if not inflate.eof:
-                    raise DRError("%s is truncated" % what)
-                if sha256 and hasher.hexdigest() != sha256:
-                    raise DRError("%s does not match the sha256 in its manifest" % what)
-            lines = data.split(b"\n")
-            pending = lines.pop() if not final else b""
-            for line in lines:
-                if not line:
-                    continue
-                record = json.loads(line.decode("utf-8"))
-                if previous is not None and record["k"] <= previous:
-                    raise DRError("%s is not sorted (%r after %r)" % (what, record["k"], previous))
-                previous = record["k"]
-                yield record["k"], record
-            if final:
-                return
-    finally:
-        reader.close()
-
-
-def apply_delta(full, delta):
-    """The state: a full index stream with a delta stream applied (both (key, record), sorted)."""
-    for key, (base, change) in mirror.merge_sorted(full, delta):
-        if change is not None:
-            if not change[1].get("d"):
-                yield key, change[1]
-        else:
-            yield key, base[1]
-
-
-def combine_deltas(older, newer):
-    """Two deltas against the same base as one (newer wins), deletion markers kept."""
-    for key, (old, new) in mirror.merge_sorted(older, newer):
-        yield key, (new if new is not None else old)[1]
-
-
-# ---------------------------------------------------------------------------------------------
 # The backup: points, states, lock
 
 class Backup(object):
     """One backup prefix (an S3Endpoint): its areas, points and states."""
 
-    def __init__(self, endpoint, part_size=mirror.DEFAULT_PART_SIZE):
+    def __init__(self, endpoint, part_size=s3client.DEFAULT_PART_SIZE):
         self.endpoint = endpoint
         self.current = endpoint.child(CURRENT)
         self.history = endpoint.child(HISTORY)
@@ -350,7 +252,7 @@ def _where(record, listed):
     if listed is not None:
         if listed.etag == record.get("e") and listed.size == record.get("z", record["s"]):
             return CURRENT, record["k"]
-        if not record.get("x") and mirror.is_plain_md5(listed.etag) and listed.etag == record.get("m") \
+        if not record.get("x") and s3client.is_plain_md5(listed.etag) and listed.etag == record.get("m") \
                 and listed.size == record["s"]:
             return CURRENT, record["k"]
     return HISTORY, "%s/%s" % (record["b"], record["k"])
@@ -473,7 +375,7 @@ def _sync_pass(source, backup, latest, new_id, incomplete, snapshot, delete, max
         target = "%s/%s" % (record["b"], key)
         if listed is None or _where(record, listed)[0] != CURRENT:
             head = backup.current.head(key)
-            listed = mirror.Entry(key, head.size, head.etag) if head is not None else None
+            listed = s3client.Entry(key, head.size, head.etag) if head is not None else None
         if listed is not None and _where(record, listed)[0] == CURRENT:
             # Server-side (CopyObject; by parts beyond 5 GiB), the stored bytes as they are.
             etag = mirror.copy_object(backup.current, key, backup.history, target, raw_copy, expected=listed).etag
@@ -496,7 +398,7 @@ def _sync_pass(source, backup, latest, new_id, incomplete, snapshot, delete, max
             displace(key, record, listed)
         try:
             result = mirror.copy_object(source, key, backup.current, key, options, expected=entry)
-        except mirror.SourceVanished:
+        except s3client.SourceVanished:
             # Deleted at the source since the listing: current/ and the state keep the version
             # they had (its history copy is harmless), and the next sync records the deletion.
             stats.add("vanished", entry.size)
@@ -527,7 +429,7 @@ def _sync_pass(source, backup, latest, new_id, incomplete, snapshot, delete, max
                         executor.submit(copy_in, key, entry, record, listed, "replaced")
                 elif entry is not None:
                     if listed is not None and not options.crypt and listed.size == entry.size and \
-                            mirror.is_plain_md5(entry.etag) and listed.etag == entry.etag:
+                            s3client.is_plain_md5(entry.etag) and listed.etag == entry.etag:
                         # Already there (a sync that died before its commit, or a plain mirror
                         # taken over): adopt it as a version of this point without copying.
                         planned("adopt", entry.size)
@@ -566,7 +468,7 @@ def _sync_pass(source, backup, latest, new_id, incomplete, snapshot, delete, max
                 strays = []
 
                 def remove(key, record, etag, size):
-                    displace(key, record, mirror.Entry(key, size, etag) if etag is not None else None)
+                    displace(key, record, s3client.Entry(key, size, etag) if etag is not None else None)
                     failed = backup.current.delete([key])
                     if failed:
                         raise DRError("location %s: deleting %s failed: %s" % (backup.endpoint.name, key, failed[0][1]))
@@ -904,7 +806,7 @@ def restore(backup_endpoint, target, as_of="latest", delete=False, max_delete_pe
         copy_options = decrypt_options if record.get("x") else options
         try:
             result = mirror.copy_object(endpoint, area_key, target, key, copy_options, context_key=key)
-        except mirror.SourceVanished:
+        except s3client.SourceVanished:
             raise DRError("backup %s: version %s of %s is missing (%s/%s)" % (
                 backup.describe(), record["b"], key, area, area_key))
         if record.get("h") and result.sha256 and result.sha256 != record["h"]:
@@ -949,7 +851,7 @@ def restore(backup_endpoint, target, as_of="latest", delete=False, max_delete_pe
                     if not check_mode:
                         executor.submit(bring, key, record, where, "copied")
                     continue
-                if present.size == record["s"] and mirror.is_plain_md5(present.etag) and record.get("m"):
+                if present.size == record["s"] and s3client.is_plain_md5(present.etag) and record.get("m"):
                     if present.etag == record["m"]:
                         planned("skip", record["s"])
                         stats.add("skipped", record["s"])

@@ -34,6 +34,7 @@ from urllib.parse import urlsplit
 
 from ansible_collections.auditron.dr.plugins.module_utils.common import (
     DRError, first_line, format_time, human_duration, utc_now)
+from ansible_collections.auditron.dr.plugins.module_utils.retry import backoff_delay
 from ansible_collections.auditron.dr.plugins.module_utils.timeline import key_figures
 
 SCHEMA = "auditron.dr.notification/1"
@@ -86,7 +87,7 @@ def http_send(url, data=None, method="POST", headers=None, timeout=10, ca_bundle
     target = "%s %s" % (what, describe_url(url))
     last_error = last_status = None
     for attempt in range(1, attempts + 1):
-        wait = float(backoff_seconds or 0) * (2 ** (attempt - 1))
+        wait = backoff_delay(attempt, base=backoff_seconds, cap=None, jitter=False)
         try:
             response = open_url(url, data=data, headers=headers or {}, method=method, timeout=timeout,
                                 validate_certs=validate_certs, ca_path=ca_bundle, url_username=username,

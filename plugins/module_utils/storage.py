@@ -41,7 +41,6 @@ import errno
 import os
 import threading
 import time
-import traceback
 import uuid
 
 try:
@@ -49,48 +48,16 @@ try:
 except ImportError:  # pragma: no cover - Python 2 is not supported, kept for sanity's import test
     import Queue as queue  # type: ignore
 
-# boto3 itself (and botocore's config and session machinery) is imported when the first client
-# is made, not here: that import costs about 0.2 s of CPU, and most runs of the modules that can
-# reach S3 make no client (pgBackRest's modules, local locations). botocore.exceptions is cheap
-# and is needed to read errors.
-from ansible_collections.auditron.dr.plugins.module_utils.common import DRError, first_line, importable
-
-try:
-    import botocore.exceptions
-    if not importable("boto3"):
-        raise ImportError("No module named 'boto3'")
-    HAS_BOTO3 = True
-    BOTO3_IMPORT_ERROR = None
-except ImportError:
-    HAS_BOTO3 = False
-    BOTO3_IMPORT_ERROR = traceback.format_exc()
+from ansible_collections.auditron.dr.plugins.module_utils import aws, retry
+# HAS_BOTO3 and BOTO3_IMPORT_ERROR are aws's; modules that reach S3 read them from here too.
+from ansible_collections.auditron.dr.plugins.module_utils.aws import (  # pylint: disable=unused-import
+    BOTO3_IMPORT_ERROR, HAS_BOTO3, s3_error)
+from ansible_collections.auditron.dr.plugins.module_utils.common import DRError, first_line
 
 ObjectInfo = collections.namedtuple("ObjectInfo", ["key", "size", "etag", "last_modified", "metadata"])
 ObjectInfo.__new__.__defaults__ = (None, None, None)
 
 DEFAULT_PART_SIZE = 8 * 1024 * 1024
-
-_SESSION = None
-_SESSION_LOCK = threading.Lock()
-
-
-def boto_client(service, **kwargs):
-    """A client from one shared boto3 session: a session per client costs ~0.1 s and ~12 MB
-    (it loads the service models each time). Client creation is serialized, since sessions
-    are not thread-safe; the clients themselves are."""
-    global _SESSION  # pylint: disable=global-statement
-    with _SESSION_LOCK:
-        if _SESSION is None:
-            import boto3.session  # pylint: disable=import-outside-toplevel  # see HAS_BOTO3
-            _SESSION = boto3.session.Session()
-        return _SESSION.client(service, **kwargs)
-
-
-def boto_config(**kwargs):
-    """A botocore Config, imported only now (see HAS_BOTO3)."""
-    from botocore.config import Config  # pylint: disable=import-outside-toplevel
-    return Config(**kwargs)
-
 
 TEMP_PREFIX = ".auditron-tmp-"
 
@@ -386,74 +353,6 @@ class LocalWriter(object):
 # ---------------------------------------------------------------------------------------------
 # S3 (AWS, MinIO, rclone serve s3, any endpoint)
 
-def s3_error(location, exc, key=None):
-    """Turn a boto/botocore error into one line naming the location and what is wrong."""
-    where = "location %s" % location.name
-    thing = (" %s" % key) if key else ""
-    if HAS_BOTO3 and isinstance(exc, botocore.exceptions.ClientError):
-        code = str(exc.response.get("Error", {}).get("Code", ""))
-        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-        if code in ("NoSuchBucket",) or (code in ("404", "NotFound") and key is None):
-            return DRError("%s: bucket %s does not exist at %s" % (where, location.bucket, location.endpoint_label))
-        if code in ("NoSuchKey", "404", "NotFound"):
-            return DRError("%s:%s not found" % (where, thing))
-        if code in ("InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "403", "Forbidden",
-                    "InvalidToken", "ExpiredToken"):
-            return DRError("%s: access denied%s at %s with the configured credentials (%s)"
-                           % (where, (" to" + thing) if thing else "", location.endpoint_label, code))
-        return DRError("%s:%s %s (HTTP %s) at %s" % (where, thing, code or "error", status, location.endpoint_label))
-    if HAS_BOTO3 and isinstance(exc, botocore.exceptions.SSLError):
-        if _certificate_refused(exc):
-            return DRError("%s: the TLS certificate of %s is not trusted (ca_bundle: %s): %s"
-                           % (where, location.endpoint_label, location.ca_bundle or "system CAs", _ssl_reason(exc)))
-        # The endpoint accepted the connection and closed it during the TLS handshake (a load
-        # balancer with no server behind it, a server going away): that is the endpoint gone,
-        # and saying "certificate" would send the operator after the wrong thing.
-        during = (" during" + thing) if thing else ""
-        return DRError("%s: endpoint %s stopped answering%s: the connection was closed during the TLS handshake (%s)"
-                       % (where, location.endpoint_label, during, _tls_closed_reason(exc)))
-    if HAS_BOTO3 and isinstance(exc, (botocore.exceptions.EndpointConnectionError,
-                                      botocore.exceptions.ConnectTimeoutError)):
-        return DRError("%s: endpoint %s does not answer" % (where, location.endpoint_label))
-    if HAS_BOTO3 and isinstance(exc, (botocore.exceptions.ReadTimeoutError,
-                                      botocore.exceptions.ConnectionClosedError)):
-        during = (" during" + thing) if thing else ""
-        return DRError("%s: endpoint %s stopped answering%s" % (where, location.endpoint_label, during))
-    if HAS_BOTO3 and isinstance(exc, botocore.exceptions.NoCredentialsError):
-        return DRError("%s: no credentials configured (access_key/secret_key)" % where)
-    return DRError("%s:%s %s" % (where, thing, first_line(exc)))
-
-
-_CERTIFICATE_MARKERS = ("certificate", "CERTIFICATE", "Hostname mismatch", "hostname", "self signed", "self-signed",
-                        "issuer", "unknown ca", "UNKNOWN_CA", "verify failed")
-
-
-def _certificate_refused(exc):
-    """True when TLS failed because a certificate was refused (by us or by the server)."""
-    text = str(exc)
-    return any(marker in text for marker in _CERTIFICATE_MARKERS)
-
-
-def _first_marker(exc, markers):
-    """The first of `markers` that the error's text holds, else the error's first line."""
-    text = str(exc)
-    for marker in markers:
-        if marker in text:
-            return marker
-    return first_line(exc)
-
-
-def _tls_closed_reason(exc):
-    return _first_marker(exc, ("EOF occurred in violation of protocol", "connection has been closed (EOF)",
-                               "UNEXPECTED_EOF", "Connection reset by peer", "Broken pipe")).split(" for http")[0][:200]
-
-
-def _ssl_reason(exc):
-    return _first_marker(exc, ("certificate has expired", "self-signed certificate",
-                               "unable to get local issuer certificate", "Hostname mismatch",
-                               "certificate verify failed"))
-
-
 class S3Location(Location):
     kind = "s3"
 
@@ -468,25 +367,36 @@ class S3Location(Location):
             raise DRError("location %s: a bucket is required for an S3 location" % name)
         self.bucket = bucket
         self.endpoint_url = endpoint_url
-        self.endpoint_label = "%s/%s" % ((endpoint_url or "https://s3.%s.amazonaws.com" % region).rstrip("/"), bucket)
+        self.endpoint_label = aws.bucket_label(endpoint_url, region, bucket)
         self.prefix = (prefix or "").strip("/")
         self.region = region
         self.ca_bundle = ca_bundle
         self.sse = sse if sse and sse != "none" else None
         self.sse_kms_key_id = sse_kms_key_id
         self.part_size = max(int(part_size), 5 * 1024 * 1024)
-        verify = (ca_bundle or True) if validate_certs else False
-        config = boto_config(
-            region_name=region, connect_timeout=connect_timeout, read_timeout=read_timeout,
-            retries={"max_attempts": max_attempts, "mode": "standard"},
-            max_pool_connections=max_pool_connections,
-            # Checksums only where S3 requires them: with newer botocore's default, uploads use
-            # aws-chunked trailers that S3-compatible servers (rclone, older MinIO) refuse.
-            request_checksum_calculation="when_required", response_checksum_validation="when_required",
-            s3={"addressing_style": "path"})
-        self.client = boto_client(
-            "s3", endpoint_url=endpoint_url, aws_access_key_id=access_key, aws_secret_access_key=secret_key,
-            aws_session_token=session_token, verify=verify, config=config)
+        self._client = None
+        self._client_args = dict(
+            endpoint_url=endpoint_url, verify=aws.verify_setting({"ca_bundle": ca_bundle, "validate_certs": validate_certs}),
+            aws_access_key_id=access_key, aws_secret_access_key=secret_key, aws_session_token=session_token,
+            config_args=dict(
+                max_attempts=max_attempts, connect_timeout=connect_timeout, read_timeout=read_timeout,
+                region_name=region, max_pool_connections=max_pool_connections,
+                # Checksums only where S3 requires them: with newer botocore's default, uploads use
+                # aws-chunked trailers that S3-compatible servers (rclone, older MinIO) refuse.
+                request_checksum_calculation="when_required", response_checksum_validation="when_required",
+                s3={"addressing_style": "path"}))
+        self.access_key, self.secret_key, self.session_token = access_key, secret_key, session_token
+        self.validate_certs = bool(validate_certs)
+
+    @property
+    def client(self):
+        """The boto3 client, made on first use: the mirror's own S3 client reads a location's
+        settings and never needs this one (0.2 s of CPU and ~12 MB the first time)."""
+        if self._client is None:
+            args = dict(self._client_args)
+            config = aws.client_config(**args.pop("config_args"))
+            self._client = aws.boto_client("s3", config=config, **args)
+        return self._client
 
     def describe(self):
         return "%s (%s%s)" % (self.name, self.endpoint_label, ("/" + self.prefix) if self.prefix else "")
@@ -514,8 +424,7 @@ class S3Location(Location):
         try:
             response = self.client.head_object(Bucket=self.bucket, Key=self.full_key(key))
         except Exception as exc:  # pylint: disable=broad-except
-            if HAS_BOTO3 and isinstance(exc, botocore.exceptions.ClientError) and \
-                    str(exc.response.get("Error", {}).get("Code")) in ("404", "NoSuchKey", "NotFound"):
+            if aws.is_client_error(exc, "404", "NoSuchKey", "NotFound"):
                 return None
             raise s3_error(self, exc, key)
         metadata = dict((k.lower(), v) for k, v in (response.get("Metadata") or {}).items())
@@ -526,8 +435,7 @@ class S3Location(Location):
         try:
             self.client.head_bucket(Bucket=self.bucket)
         except Exception as exc:  # pylint: disable=broad-except
-            if HAS_BOTO3 and isinstance(exc, botocore.exceptions.ClientError) and \
-                    str(exc.response.get("Error", {}).get("Code")) in ("404", "NoSuchBucket", "NotFound"):
+            if aws.is_client_error(exc, "404", "NoSuchBucket", "NotFound"):
                 raise DRError("location %s: bucket %s does not exist at %s"
                               % (self.name, self.bucket, self.endpoint_label))
             raise s3_error(self, exc)
@@ -587,8 +495,7 @@ class S3Location(Location):
             try:
                 self.client.abort_multipart_upload(Bucket=self.bucket, Key=self.full_key(key), UploadId=upload_id)
             except Exception as exc:  # pylint: disable=broad-except
-                if HAS_BOTO3 and isinstance(exc, botocore.exceptions.ClientError) and \
-                        str(exc.response.get("Error", {}).get("Code")) in ("NoSuchUpload", "404"):
+                if aws.is_client_error(exc, "NoSuchUpload", "404"):
                     continue
                 failed.append((key, s3_error(self, exc, key).message))
         return failed
@@ -644,7 +551,7 @@ class ResumableReader(object):
                 if failures >= self.attempts:
                     raise DRError("location %s: download of %s failed at byte %d after %d attempts: %s"
                                   % (self.location.name, self.key, self.offset, failures, first_line(exc)))
-                time.sleep(self.backoff * (2 ** (failures - 1)))
+                retry.backoff(failures, base=self.backoff, cap=None, jitter=False)
                 try:
                     self._open()
                 except DRError:
@@ -868,7 +775,10 @@ class FanOutWriter(object):
 # From Ansible-shaped parameters (see base.location_suboptions)
 
 def location_from_params(params, what=None, **tuning):
-    """Build a Location from one `locations` item; `what` names it in messages."""
+    """Build a Location from one `locations` item; `what` names it in messages. A Location
+    already built (tests, benchmarks) is returned as it is."""
+    if isinstance(params, Location):
+        return params
     params = dict(params or {})
     name = params.get("name") or what or "location"
     label = what or ("location %s" % name)
@@ -891,10 +801,12 @@ def location_from_params(params, what=None, **tuning):
 
 
 def locations_from_params(items, **tuning):
+    """The `locations` list as Locations, each parsed once (items may be Locations already); names unique."""
     names = set()
     result = []
     for index, item in enumerate(items or []):
-        location = location_from_params(item, what="locations[%d] (%s)" % (index, (item or {}).get("name")), **tuning)
+        name = item.name if isinstance(item, Location) else (item or {}).get("name")
+        location = location_from_params(item, what="locations[%d] (%s)" % (index, name), **tuning)
         if location.name in names:
             raise DRError("locations[%d]: the name %s is used twice" % (index, location.name))
         names.add(location.name)

@@ -33,6 +33,7 @@ description:
   - One sync or prune at a time per backup - a lock object (C(lock.json)) is held meanwhile.
 extends_documentation_fragment:
   - auditron.dr.encryption
+  - auditron.dr.location.history
   - ansible.builtin.action_common_attributes
 attributes:
   check_mode:
@@ -53,71 +54,14 @@ options:
   source:
     description: The object store backed up (the site's MinIO). Required for O(operation=sync).
     type: dict
-    suboptions: &location
-      name:
-        description: Name of the location, used in results and messages.
-        type: str
-        required: true
-      type:
-        description: Only V(s3) is supported.
-        type: str
-        default: s3
-        choices: [s3, local]
-      path:
-        description: Not used.
-        type: path
-      endpoint_url:
-        description: S3 endpoint URL. Omit for AWS S3.
-        type: str
-        aliases: [endpoint]
-      bucket:
-        description: Bucket.
-        type: str
-      prefix:
-        description: Key prefix inside the bucket.
-        type: str
-        default: ''
-      region:
-        description: S3 region (signing region for other servers).
-        type: str
-        default: us-east-1
-      access_key:
-        description: Access key id. Never logged. Omit to use the environment, a profile or an instance role.
-        type: str
-        aliases: [aws_access_key]
-      secret_key:
-        description: Secret access key. Never logged.
-        type: str
-        aliases: [aws_secret_key]
-      session_token:
-        description: Session token for temporary credentials. Never logged.
-        type: str
-      ca_bundle:
-        description: CA bundle used to verify the endpoint's TLS certificate.
-        type: path
-        aliases: [ca_file]
-      validate_certs:
-        description: Verify the endpoint's TLS certificate. Leave on outside of experiments.
-        type: bool
-        default: true
-      sse:
-        description: Server-side encryption asked for on upload (AWS); V(none) where the server has none.
-        type: str
-        choices: [none, AES256, 'aws:kms']
-        default: none
-      sse_kms_key_id:
-        description: KMS key for V(aws:kms).
-        type: str
   backup:
     description: The backup - an S3 location whose O(backup.prefix) (V(files) in the collection's layout) holds
       C(current/), C(history/), C(points/) and C(ledger/).
     type: dict
     required: true
-    suboptions: *location
   target:
     description: Where O(operation=restore) restores to (a site's MinIO, or a scratch bucket or prefix).
     type: dict
-    suboptions: *location
   as_of:
     description: For O(operation=restore) - V(latest), a point id (V(20261124T020000Z)) or an ISO 8601 time.
     type: str
@@ -296,7 +240,7 @@ duration_seconds:
   type: float
 """
 
-from ansible_collections.auditron.dr.plugins.module_utils import filehistory, mirror
+from ansible_collections.auditron.dr.plugins.module_utils import aws, filehistory, mirror, s3client
 from ansible_collections.auditron.dr.plugins.module_utils.base import (
     AuditronModule, encryption_suboptions, location_suboptions)
 from ansible_collections.auditron.dr.plugins.module_utils.common import DRError
@@ -335,8 +279,8 @@ def _options(params, operation):
     encryption = params.get("encryption")
     active = bool(encryption) and (encryption.get("key_source") or "file") != "none"
     provider = crypto.provider_from_params(encryption) if active and operation == "sync" else None
-    return mirror.CopyOptions(part_size=params["part_size_mb"] * mirror.MIB, attempts=params["retries"],
-                              multipart_threshold=params["multipart_threshold_mb"] * mirror.MIB,
+    return mirror.CopyOptions(part_size=params["part_size_mb"] * s3client.MIB, attempts=params["retries"],
+                              multipart_threshold=params["multipart_threshold_mb"] * s3client.MIB,
                               provider=provider, crypt="encrypt" if provider is not None else None,
                               encryption_params=encryption)
 
@@ -352,8 +296,8 @@ def run(params, check_mode, log):
         raise DRError("part_size_mb must be at least 5 (S3's smallest multipart part), got %d" % params["part_size_mb"])
     if not 0 <= params["max_delete_percent"] <= 100:
         raise DRError("max_delete_percent must be between 0 and 100")
-    backup = mirror.S3Endpoint.from_params(params["backup"], "backup", timeout=params["timeout"],
-                                           retries=params["retries"])
+    backup = s3client.S3Endpoint.from_params(params["backup"], "backup", timeout=params["timeout"],
+                                             retries=params["retries"])
     progress = mirror.progress_writer(params.get("progress_file"), log)
     endpoints = [backup]
     try:
@@ -365,8 +309,8 @@ def run(params, check_mode, log):
         if operation == "sync":
             if not params.get("source"):
                 raise DRError("operation sync needs source (the object store to back up)")
-            source = mirror.S3Endpoint.from_params(params["source"], "source", timeout=params["timeout"],
-                                                   retries=params["retries"])
+            source = s3client.S3Endpoint.from_params(params["source"], "source", timeout=params["timeout"],
+                                                     retries=params["retries"])
             endpoints.append(source)
             result = filehistory.sync(
                 source, backup, snapshot=params["snapshot"],
@@ -378,8 +322,8 @@ def run(params, check_mode, log):
         else:
             if not params.get("target"):
                 raise DRError("operation restore needs target (where to restore to)")
-            target = mirror.S3Endpoint.from_params(params["target"], "target", timeout=params["timeout"],
-                                                   retries=params["retries"])
+            target = s3client.S3Endpoint.from_params(params["target"], "target", timeout=params["timeout"],
+                                                     retries=params["retries"])
             endpoints.append(target)
             result = filehistory.restore(
                 backup, target, as_of=params["as_of"], delete=bool(params.get("delete")),
@@ -398,7 +342,7 @@ def run(params, check_mode, log):
 def main():
     module = AuditronModule(argument_spec(), supports_check_mode=True,
                             required_if=[("operation", "sync", ["source"]), ("operation", "restore", ["target"])],
-                            required_libs=[("boto3", mirror.HAS_BOTO3, mirror.BOTO3_IMPORT_ERROR)])
+                            required_libs=[("boto3", aws.HAS_BOTO3, aws.BOTO3_IMPORT_ERROR)])
     module.run(run, module.params, module.check_mode, module.log)
 
 

@@ -36,6 +36,7 @@ description:
     engine.
 extends_documentation_fragment:
   - auditron.dr.encryption
+  - auditron.dr.location.mirror
   - ansible.builtin.action_common_attributes
 attributes:
   check_mode:
@@ -52,66 +53,10 @@ options:
     description: Where objects are copied from. Only O(source.type=s3).
     type: dict
     required: true
-    suboptions: &location
-      name:
-        description: Name of the location, used in results and messages.
-        type: str
-        required: true
-      type:
-        description: Only V(s3) is supported here.
-        type: str
-        default: s3
-        choices: [s3, local]
-      path:
-        description: Not used (local directories cannot be mirrored by this module).
-        type: path
-      endpoint_url:
-        description: S3 endpoint URL. Omit for AWS S3.
-        type: str
-        aliases: [endpoint]
-      bucket:
-        description: Bucket.
-        type: str
-      prefix:
-        description: Key prefix inside the bucket; keys are mirrored relative to it.
-        type: str
-        default: ''
-      region:
-        description: S3 region (signing region for other servers).
-        type: str
-        default: us-east-1
-      access_key:
-        description: Access key id. Never logged. Omit to use the environment, a profile or an instance role.
-        type: str
-        aliases: [aws_access_key]
-      secret_key:
-        description: Secret access key. Never logged.
-        type: str
-        aliases: [aws_secret_key]
-      session_token:
-        description: Session token for temporary credentials. Never logged.
-        type: str
-      ca_bundle:
-        description: CA bundle used to verify the endpoint's TLS certificate.
-        type: path
-        aliases: [ca_file]
-      validate_certs:
-        description: Verify the endpoint's TLS certificate. Leave on outside of experiments.
-        type: bool
-        default: true
-      sse:
-        description: Server-side encryption asked for on upload (AWS); V(none) where the server has none.
-        type: str
-        choices: [none, AES256, 'aws:kms']
-        default: none
-      sse_kms_key_id:
-        description: KMS key for V(aws:kms).
-        type: str
   destination:
-    description: Where objects are copied to. Same suboptions as O(source).
+    description: Where objects are copied to. Only O(destination.type=s3).
     type: dict
     required: true
-    suboptions: *location
   delete:
     description: Delete destination objects the source does not have (guarded, see O(max_delete_percent)).
     type: bool
@@ -291,7 +236,7 @@ destination:
   type: str
 """
 
-from ansible_collections.auditron.dr.plugins.module_utils import mirror
+from ansible_collections.auditron.dr.plugins.module_utils import aws, mirror
 from ansible_collections.auditron.dr.plugins.module_utils.base import (
     AuditronModule, encryption_suboptions, location_suboptions)
 from ansible_collections.auditron.dr.plugins.module_utils.common import DRError
@@ -348,7 +293,7 @@ def run(params, check_mode, diff, log):
 def main():
     # cryptography is needed only with encryption; crypto.py says so when it is missing.
     module = AuditronModule(argument_spec(), supports_check_mode=True,
-                            required_libs=[("boto3", mirror.HAS_BOTO3, mirror.BOTO3_IMPORT_ERROR)])
+                            required_libs=[("boto3", aws.HAS_BOTO3, aws.BOTO3_IMPORT_ERROR)])
     module.run(run, module.params, module.check_mode, module.diff_mode, module.log)
 
 

@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from ansible_collections.auditron.dr.plugins.module_utils import filehistory, mirror
+from ansible_collections.auditron.dr.plugins.module_utils import filehistory, mirror, s3client
 from tests.helpers.tcpproxy import TcpProxy
 
 pytestmark = pytest.mark.lab
@@ -31,7 +31,7 @@ def store_params(store, name, prefix=""):
 
 
 def endpoint(params):
-    return mirror.S3Endpoint.from_params(params, params["name"])
+    return s3client.S3Endpoint.from_params(params, params["name"])
 
 
 def parallel(func, items):
@@ -214,8 +214,8 @@ def test_history_sync_when_the_backup_goes_silent_deletes_nothing_and_the_rerun_
     outcome = {}
 
     def sync_through_proxy():
-        silent = mirror.S3Endpoint.from_params(dict(backup_params, endpoint_url="https://localhost:%d" % proxy.port),
-                                               "backup", timeout=5, retries=3)
+        silent = s3client.S3Endpoint.from_params(dict(backup_params, endpoint_url="https://localhost:%d" % proxy.port),
+                                                 "backup", timeout=5, retries=3)
         outcome["result"] = filehistory.sync(source, silent, threads=1, max_delete_percent=50,
                                              retention={"keep_last": 10})
 

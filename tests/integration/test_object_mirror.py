@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from ansible_collections.auditron.dr.plugins.module_utils import mirror
+from ansible_collections.auditron.dr.plugins.module_utils import mirror, s3client
 from ansible_collections.auditron.dr.plugins.module_utils.common import DRError
 from tests.helpers.tcpproxy import TcpProxy
 
@@ -41,7 +41,7 @@ def area(lab):
 
 
 def endpoint_of(params, **kwargs):
-    return mirror.S3Endpoint.from_params(params, params["name"], **kwargs)
+    return s3client.S3Endpoint.from_params(params, params["name"], **kwargs)
 
 
 def parallel(func, items):

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from ansible_collections.auditron.dr.plugins.module_utils import storage
+from ansible_collections.auditron.dr.plugins.module_utils import aws
 
 from ansible_collections.auditron.dr.plugins.module_utils import crypto
 from ansible_collections.auditron.dr.plugins.module_utils.common import DRError
@@ -514,9 +514,9 @@ def kms_key(monkeypatch):
     import boto3  # pylint: disable=import-outside-toplevel
     for name in ("AWS_PROFILE", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE"):
         monkeypatch.delenv(name, raising=False)
-    # Clients come from one shared boto3 session (storage.boto_client); moto hooks into
+    # Clients come from one shared boto3 session (aws.boto_client); moto hooks into
     # sessions made after it starts, so the emulated tests get a session of their own.
-    monkeypatch.setattr(storage, "_SESSION", None)
+    monkeypatch.setattr(aws, "_SESSION", None)
     with moto.mock_aws():
         kms = boto3.client("kms", region_name="us-east-1", aws_access_key_id="testing",
                            aws_secret_access_key="testing")

@@ -1,76 +1,21 @@
-"""mirror: signing, listing parsing, ordering, change detection, the delete guard, and the
+"""mirror: ordering, change detection, the delete guard, and the
 plain mirror's decisions (on the in-memory double of test_filehistory; the same scenarios
 run against the lab's real servers in tests/integration/test_object_mirror.py)."""
 
-import calendar
 import time
-import datetime
 import os
 import random
 
 import pytest
 
-from ansible_collections.auditron.dr.plugins.module_utils import mirror
+from ansible_collections.auditron.dr.plugins.module_utils import mirror, s3client
 from ansible_collections.auditron.dr.plugins.module_utils.common import DRError
 
 from test_filehistory import MemoryEndpoint, MemoryServer  # pylint: disable=import-error,wrong-import-order
 
-EMPTY_SHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
-AWS_DOC_KEYS = ("AKIAIOSFODNN7EXAMPLE", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY")
-
-
-def aws_example_server():
-    credentials = mirror._Credentials(AWS_DOC_KEYS[0], AWS_DOC_KEYS[1], None, "test")  # pylint: disable=protected-access
-    return mirror._Server("https://examplebucket.s3.amazonaws.com", "us-east-1", credentials, None, True, 5, 1)  # pylint: disable=protected-access
-
-
-EXAMPLE_TIME = calendar.timegm(datetime.datetime(2013, 5, 24, 0, 0, 0).timetuple())
-
-
-@pytest.mark.parametrize("path,query,headers,signed,signature", [
-    # The examples of the AWS S3 SigV4 documentation ("Examples of signature calculations").
-    ("/test.txt", "", {"range": "bytes=0-9"}, "host;range;x-amz-content-sha256;x-amz-date",
-     "f0e8bdb87c964420e857bd35b5d6ed310bd44f0170aba48dd91039c6036bdb41"),
-    ("/", "lifecycle=", {}, "host;x-amz-content-sha256;x-amz-date",
-     "fea454ca298b7da1c68078a5d1bdbfbbe0d65c699e0f91ac7a200a0136783543"),
-    ("/", "max-keys=2&prefix=J", {}, "host;x-amz-content-sha256;x-amz-date",
-     "34b48302e7b5fa45bde8084f4b7868a86f0a534bc59db6670ed5711ef69dc6f7"),
-])
-def test_sigv4_matches_the_aws_documentation(path, query, headers, signed, signature):
-    result = aws_example_server().sign("GET", path, query, dict(headers), payload_hash=EMPTY_SHA256, now=EXAMPLE_TIME)
-    assert result["authorization"] == (
-        "AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20130524/us-east-1/s3/aws4_request, "
-        "SignedHeaders=%s, Signature=%s" % (signed, signature))
-
-
-def test_list_page_is_parsed_and_url_decoded():
-    page = b"""<?xml version="1.0" encoding="UTF-8"?>
-<ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">
-  <Name>b</Name><Prefix>files%2Fcurrent%2F</Prefix><KeyCount>3</KeyCount><MaxKeys>1000</MaxKeys>
-  <EncodingType>url</EncodingType><IsTruncated>true</IsTruncated>
-  <NextContinuationToken>tok+en</NextContinuationToken>
-  <Contents><Key>files%2Fcurrent%2Fa+b.pdf</Key><Size>12</Size><ETag>&quot;0cc175b9c0f1b6a831c399e269772661&quot;</ETag></Contents>
-  <Contents><Key>files%2Fcurrent%2F100%25%2B.txt</Key><Size>0</Size><ETag>"d41d8cd98f00b204e9800998ecf8427e-2"</ETag></Contents>
-  <Contents><Key>files%2Fcurrent%2F%C3%A9</Key><Size>3</Size><ETag>"x"</ETag></Contents>
-  <CommonPrefixes><Prefix>files%2Fcurrent%2Fdir%2F</Prefix></CommonPrefixes>
-</ListBucketResult>"""
-    entries, prefixes, token = mirror.parse_list_page(page, len("files/current/"))
-    assert entries == [mirror.Entry("a b.pdf", 12, "0cc175b9c0f1b6a831c399e269772661"),
-                       mirror.Entry("100%+.txt", 0, "d41d8cd98f00b204e9800998ecf8427e-2"),
-                       mirror.Entry("é", 3, "x")]
-    assert prefixes == ["dir/"]
-    assert token == "tok+en"
-
-
-def test_plain_md5_etags_are_told_from_multipart_ones():
-    assert mirror.is_plain_md5("0cc175b9c0f1b6a831c399e269772661")
-    assert not mirror.is_plain_md5("0cc175b9c0f1b6a831c399e269772661-3")
-    assert not mirror.is_plain_md5("")
-    assert not mirror.is_plain_md5(None)
-
 
 def entry(key, size, etag):
-    return mirror.Entry(key, size, etag)
+    return s3client.Entry(key, size, etag)
 
 
 MD5_A = "0cc175b9c0f1b6a831c399e269772661"
@@ -229,7 +174,7 @@ def test_an_endpoint_that_goes_silent_stops_the_run(stores):
     def silent(operation, key):
         if operation == "put":
             calls.append(key)
-            return mirror.EndpointDown("location dst: endpoint https://x stopped answering during %s" % key)
+            return s3client.EndpointDown("location dst: endpoint https://x stopped answering during %s" % key)
         return None
 
     destination.server.fail = silent
@@ -297,7 +242,7 @@ def test_an_object_deleted_between_listing_and_copy_is_not_a_failure(stores):
 
     def deleted_meanwhile(operation, key):
         if operation == "get" and key == "b":
-            return mirror.SourceVanished("location src: b was deleted while the run went on")
+            return s3client.SourceVanished("location src: b was deleted while the run went on")
         return None
 
     source.server.fail = deleted_meanwhile
@@ -332,18 +277,3 @@ def test_long_runs_log_progress(stores):
     mirror.sync(source, destination, threads=2, progress=lines.append, progress_interval=0.05)
     assert lines and all(line.startswith("object_mirror src -> dst: ") for line in lines)
     assert "copied" in lines[-1] and "listed" in lines[-1]
-
-
-def test_sse_kms_is_asked_for_on_every_upload():
-    endpoint = mirror.S3Endpoint.from_params(
-        {"name": "aws", "bucket": "b", "region": "eu-west-1", "access_key": "AKIA", "secret_key": "s",
-         "sse": "aws:kms", "sse_kms_key_id": "alias/files"}, "destination")
-    assert endpoint.sse_headers == {"x-amz-server-side-encryption": "aws:kms",
-                                    "x-amz-server-side-encryption-aws-kms-key-id": "alias/files"}
-    headers = endpoint._put_headers({"sha256": "abc"}, "application/pdf")  # pylint: disable=protected-access
-    assert headers["x-amz-server-side-encryption"] == "aws:kms" and headers["x-amz-meta-sha256"] == "abc"
-    assert endpoint.location.endpoint_label == "https://s3.eu-west-1.amazonaws.com/b"
-    with pytest.raises(DRError, match="bucket is required"):
-        mirror.S3Endpoint.from_params({"name": "x"}, "destination")
-    with pytest.raises(DRError, match="only S3 locations"):
-        mirror.S3Endpoint.from_params({"name": "x", "type": "local", "path": "/tmp"}, "destination")
