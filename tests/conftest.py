@@ -8,8 +8,10 @@
 - `run_playbook`: ansible-playbook against inventories/local, as a user runs it.
 """
 
+import faulthandler
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -80,6 +82,15 @@ def lab():
             servers.stop_started(started)
 
 
+@pytest.fixture(scope="session")
+def key_file(tmp_path_factory):
+    """A backup key file (key_source file) for the session's tests."""
+    from ansible_collections.auditron.dr.plugins.module_utils.crypto import generate_key_file  # pylint: disable=import-outside-toplevel
+    path = str(tmp_path_factory.mktemp("keys") / "backup.key")
+    generate_key_file(path)
+    return path
+
+
 # `make test` hands whole files to its workers (--dist loadfile --no-loadscope-reorder), in
 # collection order (a worker is sent its next file when at most two tests of its current files
 # are left, xdist's LoadScopeScheduling._reschedule). The longest files go
@@ -125,6 +136,55 @@ def pytest_terminal_summary(terminalreporter, config):
         return  # an xdist worker: its rows went to the controller
     from tests.faults import table  # pylint: disable=import-outside-toplevel
     table.summarize(terminalreporter, config, FAULT_ROWS, SESSION_STARTED)
+    report_worker_crashes(terminalreporter)
+
+
+# A worker that dies ("worker 'gw3' crashed while running ...") takes its last words with it:
+# xdist reports only that it is gone. Each worker has faulthandler write the Python stacks of a
+# fatal signal (SIGSEGV, SIGABRT, ...) or of SIGTERM/SIGHUP (then handled as before) to a file
+# of its own, and the controller prints those files, and what the kernel said about killed
+# processes (the OOM killer), after the run. Seen once, in CI on 2026-12-07, with no trace.
+CRASH_DIR = REPO / "reports"
+CRASH_FILES = []  # kept open for the worker's life: faulthandler writes to the descriptor
+
+
+@pytest.hookimpl(trylast=True)  # after pytest's own faulthandler plugin, which points at stderr
+def pytest_configure(config):
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    CRASH_DIR.mkdir(exist_ok=True)
+    if not worker:
+        for old in CRASH_DIR.glob("worker-*.crash"):
+            old.unlink()
+        return
+    handle = open(CRASH_DIR / ("worker-%s.crash" % worker), "a")  # pylint: disable=consider-using-with
+    CRASH_FILES.append(handle)
+    faulthandler.enable(file=handle, all_threads=True)
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        faulthandler.register(signum, file=handle, all_threads=True, chain=True)
+
+
+def report_worker_crashes(terminalreporter):
+    crashed = [report.nodeid for report in terminalreporter.stats.get("failed", [])
+               if "crashed while running" in str(report.longrepr)]
+    crashes = [(path.name, path.read_text(errors="replace")) for path in sorted(CRASH_DIR.glob("worker-*.crash"))]
+    crashes = [(name, text) for name, text in crashes if text.strip()]
+    if not crashed and not crashes:
+        return
+    terminalreporter.section("worker crashes")
+    terminalreporter.write_line("crashed while running: %s" % (", ".join(crashed) or "-"))
+    for name, text in crashes:
+        terminalreporter.write_line("%s:" % name)
+        terminalreporter.write_line(text[-6000:])
+    if not crashes:
+        terminalreporter.write_line("no worker wrote a stack: the process was sent SIGKILL (which cannot be "
+                                    "caught) or called exit")
+    try:
+        kernel = subprocess.run(["dmesg"], capture_output=True, text=True, timeout=10, check=False).stdout
+    except (OSError, subprocess.SubprocessError):
+        kernel = ""
+    said = [line for line in kernel.splitlines()
+            if any(word in line.lower() for word in ("out of memory", "killed process", "segfault", "oom"))]
+    terminalreporter.write_line("kernel: %s" % ("\n".join(said[-20:]) if said else "nothing about killed processes"))
 
 
 class PlaybookRun:
@@ -158,23 +218,33 @@ def ansible_env(extra=None):
     return env
 
 
+def ansible_playbook(playbook, report_dir, extra_vars=None, check=False, inventory=None, args=(), env=None,
+                     timeout=900):
+    """ansible-playbook against inventories/local (or `inventory`), as a user runs it; `playbook`
+    relative to playbooks/ or absolute. The timeline callback writes its reports to report_dir."""
+    playbook = str(playbook)
+    if not os.path.isabs(playbook):
+        playbook = str(REPO / "playbooks" / playbook)
+    command = [str(VENV_BIN / "ansible-playbook"), "-i", str(inventory or REPO / "inventories" / "local"), playbook]
+    if extra_vars:
+        command += ["-e", json.dumps(extra_vars)]
+    if check:
+        command.append("--check")
+    command += list(args)
+    extra_env = {"AUDITRON_DR_REPORT_DIR": str(report_dir)}
+    extra_env.update(env or {})
+    return subprocess.run(command, cwd=str(REPO), env=ansible_env(extra_env), capture_output=True,
+                          text=True, timeout=timeout, check=False)
+
+
 @pytest.fixture
 def run_playbook(tmp_path):
     """run_playbook("preflight.yml", extra_vars={...}, check=False, inventory=None, args=[])."""
 
     def run(playbook, extra_vars=None, check=False, inventory=None, args=(), env=None, timeout=900):
         report_dir = tmp_path / "reports"
-        command = [str(VENV_BIN / "ansible-playbook"), "-i", str(inventory or REPO / "inventories" / "local"),
-                   str(REPO / "playbooks" / playbook)]
-        if extra_vars:
-            command += ["-e", json.dumps(extra_vars)]
-        if check:
-            command.append("--check")
-        command += list(args)
-        extra_env = {"AUDITRON_DR_REPORT_DIR": str(report_dir)}
-        extra_env.update(env or {})
-        completed = subprocess.run(command, cwd=str(REPO), env=ansible_env(extra_env), capture_output=True,
-                                   text=True, timeout=timeout, check=False)
+        completed = ansible_playbook(playbook, report_dir, extra_vars=extra_vars, check=check, inventory=inventory,
+                                     args=args, env=env, timeout=timeout)
         log_path = tmp_path / ("%s-%d.log" % (Path(playbook).stem, len(list(tmp_path.glob("*.log")))))
         log_path.write_text(completed.stdout + completed.stderr)
         return PlaybookRun(completed, report_dir, log_path)

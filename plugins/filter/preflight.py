@@ -40,7 +40,7 @@ def checks_table(rows):
 
 
 def failed_checks(rows):
-    return ["%s/%s: %s" % (r["site"], r["check"], r["detail"]) for r in preflight.failed_required(rows)]
+    return ["%s/%s: %s" % (r["site"], r["name"], r["detail"]) for r in preflight.failed_required(rows)]
 
 
 class FilterModule(object):

@@ -20,14 +20,13 @@ import time
 from ansible.module_utils.six.moves.urllib.error import HTTPError, URLError
 from ansible.module_utils.urls import open_url
 
-from ansible_collections.auditron.dr.plugins.module_utils import aws, dnsops, pg
+from ansible_collections.auditron.dr.plugins.module_utils import aws, checkrow, dnsops, pg
 from ansible_collections.auditron.dr.plugins.module_utils.common import DRError, first_line
 from ansible_collections.auditron.dr.plugins.module_utils.storage import location_from_params
 
 
 def row(check, site, ok, detail, required=True, skipped=False):
-    return {"check": check, "site": site, "result": "skipped" if skipped else ("ok" if ok else "failed"),
-            "required": bool(required), "detail": detail}
+    return checkrow.make(check, ok, detail, skipped=skipped, site=site, required=bool(required))
 
 
 def check_postgres(site, params, expected_role=None):
@@ -168,7 +167,7 @@ def run(site, postgres=None, expected_role=None, locations=None, kms=None, dns=N
     if app:
         rows.append(check_app(site, app))
     for item in rows:
-        if item["check"] in optional or item["check"].split(" ")[0] in optional:
+        if item["name"] in optional or item["name"].split(" ")[0] in optional:
             item["required"] = False
     return rows
 
@@ -180,7 +179,7 @@ def failed_required(rows):
 def format_table(rows):
     """A plain-text table: check, site, result, detail (one line per check)."""
     headers = ("CHECK", "SITE", "RESULT", "DETAIL")
-    body = [(r["check"], r["site"], r["result"].upper() + ("" if r["required"] else " (optional)"), r["detail"])
+    body = [(r["name"], r["site"], r["result"].upper() + ("" if r["required"] else " (optional)"), r["detail"])
             for r in rows]
     widths = [max([len(headers[i])] + [len(str(line[i])) for line in body]) for i in range(3)]
     lines = ["  ".join(headers[i].ljust(widths[i]) for i in range(3)) + "  " + headers[3]]

@@ -56,6 +56,7 @@ import copy
 import json
 import re
 
+from ansible_collections.auditron.dr.plugins.module_utils import checkrow
 from ansible_collections.auditron.dr.plugins.module_utils.common import (
     DRError, format_time, human_duration, parse_time, utc_now)
 
@@ -318,7 +319,9 @@ class Timeline:
             if key in data and not isinstance(data[key], list):
                 data[key] = [data[key]]
         if isinstance(data.get("checks"), list):
-            data["checks"] = [_normalise_check(c, phase_name) for c in data["checks"]]
+            rows = [_normalise_check(c, phase_name) for c in data["checks"]]
+            data["checks"] = [row for row, _warning in rows]
+            self.warnings.extend(warning for _row, warning in rows if warning)
         for key in ("notes", "lessons"):
             if key in self.data and not isinstance(self.data[key], list):
                 self.data[key] = [self.data[key]]
@@ -372,23 +375,18 @@ class Timeline:
 
 
 def _normalise_check(check, phase_name):
+    """A check row (module_utils/checkrow) as the report keeps it: tagged with its phase, and
+    with a warning when a producer did not give the one shape (the row is still shown)."""
+    warning = checkrow.problem(check)
     if not isinstance(check, dict):
-        check = {"name": str(check), "result": "ok"}
+        check = {"name": str(check), "result": "unknown"}
     check = dict(check)
-    result = check.get("result", check.get("status"))
-    if isinstance(result, bool):
-        result = "ok" if result else "failed"
-    text = str(result if result is not None else "unknown").strip().lower()
-    if text in ("ok", "pass", "passed", "success", "succeeded", "true", "yes"):
-        text = "ok"
-    elif text in ("fail", "failed", "failure", "error", "false", "no"):
-        text = "failed"
-    check["result"] = text
     check.setdefault("name", "check")
+    check.setdefault("result", "unknown")
     check.setdefault("detail", "")
     if phase_name and "phase" not in check:
         check["phase"] = phase_name
-    return check
+    return check, warning
 
 
 # ----------------------------------------------------------------------------------------------

@@ -10,8 +10,7 @@ backups}`` that the DR report lists and ``dr_metrics`` turns into
 
 - Copies (``copies_<location>``): every logical backup in the catalog is present in every
   location, and (after ``backup_catalog deep``) its sha256 and every GCM tag verify there.
-- pgBackRest (``pgbackrest_verify_repo<N>``): ``pgbackrest verify`` of each repository - every
-  WAL segment and every backup file read back and checked against its checksum.
+- pgBackRest (``pgbackrest_verify_repo<N>``): in module_utils/repoverify.
 - A restored copy (``<kind>_...``, kind ``logical`` or ``physical``): row counts and the
   newest ``"createdAt"`` of every table against a logical backup's manifest (``exact`` for
   the logical restore, which must hold exactly the dump; ``at_least`` for a PITR to the end of
@@ -37,23 +36,23 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import collections
-import concurrent.futures
 import datetime
 import decimal
 import json
 import re
 import uuid
 
-from ansible_collections.auditron.dr.plugins.module_utils import assess, catalog, pgbackrest
+from ansible_collections.auditron.dr.plugins.module_utils import assess, catalog, checkrow, pgbackrest
 from ansible_collections.auditron.dr.plugins.module_utils.common import (
     DRError, first_line, format_time, human_duration, parse_time, utc_now)
 from ansible_collections.auditron.dr.plugins.module_utils.pg import connect, quote_ident
+from ansible_collections.auditron.dr.plugins.module_utils.storage import locations_from_params
 
 LOGICAL, PHYSICAL = "logical", "physical"
 KINDS = (LOGICAL, PHYSICAL)
 COMPARE_MODES = ("exact", "at_least", "none")
 SQL_COMPARES = ("eq", "ne", "ge", "gt", "le", "lt")
-OK, FAILED = "ok", "failed"
+OK, FAILED = checkrow.OK, checkrow.FAILED
 
 CHECK_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 # Rows read back from a user query: enough to compare with any sensible expectation and to
@@ -74,9 +73,8 @@ DEFAULT_AUDIT_LOG = {"schema": "public", "table": "AuditLog", "entity_column": "
 # Check rows
 
 def check_row(name, passed, detail, backups=None, kind=None, **extra):
-    """One check as the DR report and dr_metrics want it."""
-    row = {"name": name, "result": OK if passed else FAILED, "detail": _clip(detail),
-           "backups": [str(b) for b in (backups or []) if b]}
+    """A check row (module_utils/checkrow) with the backups it concerns and its kind."""
+    row = checkrow.make(name, passed, _clip(detail), backups=[str(b) for b in (backups or []) if b])
     if kind:
         row["kind"] = kind
     row.update(extra)
@@ -89,7 +87,7 @@ def _clip(text, limit=DETAIL_LIMIT):
 
 
 def row_passed(row):
-    return str(row.get("result", "")).strip().lower() in ("ok", "passed", "true", "success")
+    return checkrow.is_ok(row)
 
 
 def summarize(checks, run="verify_backups.yml"):
@@ -596,6 +594,35 @@ def load_manifest(locations, backup_id):
     return entry.manifest
 
 
+def parse_locations(items, what="locations"):
+    """The raw `locations` option as Location objects, parsed once here (Location objects that a
+    test or benchmark built already pass as they are)."""
+    if not items:
+        raise DRError("%s are required: the logical backup locations" % what)
+    if all(isinstance(item, dict) for item in items):
+        return locations_from_params(items)
+    return list(items)
+
+
+def check_restored_copy(params, check_mode=False):
+    """The backup_verify module: every check of one restored copy, from the module's params (its
+    argument spec gives every key)."""
+    manifest = params["manifest"]
+    if manifest is None and params["manifest_id"] and params["compare"] != "none":
+        manifest = load_manifest(parse_locations(params["locations"]), params["manifest_id"])
+    if manifest is None and params["compare"] != "none":
+        raise DRError("compare %s needs the manifest: give manifest, or manifest_id and locations (or compare: none)"
+                      % params["compare"])
+    return verify_restored_copy(
+        params, params["db"], params["kind"], params["backup"], manifest=manifest, compare=params["compare"],
+        audit_log=params["audit_log"], backup_time=params["backup_time"],
+        max_backup_age_hours=params["max_backup_age_hours"], amcheck=params["amcheck"],
+        amcheck_install_missing=params["amcheck_install_missing"] and not check_mode,
+        amcheck_heapallindexed=params["amcheck_heapallindexed"], amcheck_jobs=params["amcheck_jobs"],
+        bin_dir=params["bin_dir"], sql_checks=params["sql_checks"], statement_timeout=params["statement_timeout"],
+        restore_seconds=params["restore_seconds"], restore_detail=params["restore_detail"])
+
+
 def verify_restored_copy(params, database, kind, backup, manifest=None, compare="exact", audit_log=None,
                          backup_time=None, max_backup_age_hours=DEFAULT_MAX_BACKUP_AGE_HOURS, amcheck=True,
                          amcheck_install_missing=False, amcheck_heapallindexed=False, amcheck_jobs=2, bin_dir=None,
@@ -718,157 +745,6 @@ def copies_result(catalog_result, location_names=None, max_backup_age_hours=None
             else None, "backups_checked": len((catalog_result or {}).get("backups") or []),
             "verification_success": summary["verification_success"], "failed_checks": summary["failed_checks"],
             "msg": summary["msg"], "dr_report": {"checks": rows}}
-
-
-# ---------------------------------------------------------------------------------------------
-# pgbackrest verify
-
-_STATUS_RE = re.compile(r"^\s*status:\s*(\S+)\s*$", re.IGNORECASE)
-_ARCHIVE_RE = re.compile(r"archiveId:\s*([^,\s]+),\s*total WAL checked:\s*(\d+),\s*total valid WAL:\s*(\d+)")
-_BACKUP_RE = re.compile(r"backup:\s*([^,\s]+),\s*status:\s*([^,]+?),\s*total files checked:\s*(\d+),"
-                        r"\s*total valid files:\s*(\d+)")
-_ERRORS_RE = re.compile(r"missing:\s*(\d+),\s*checksum invalid:\s*(\d+),\s*size invalid:\s*(\d+),\s*other:\s*(\d+)")
-_LOG_RE = re.compile(r"\b(ERROR|WARN):\s*(?:\[(\d+)\]:\s*)?(.*)$")
-_ERROR_KEYS = ("missing", "checksum_invalid", "size_invalid", "other")
-
-
-def parse_verify_output(stdout, stderr=""):
-    """`pgbackrest verify --output=text --verbose` as data (pgBackRest 2.45 and later)."""
-    result = {"status": None, "archives": [], "backups": [], "errors": [], "warnings": []}
-    current = None
-    for line in (stdout or "").splitlines():
-        match = _ARCHIVE_RE.search(line)
-        if match:
-            current = {"archive_id": match.group(1), "checked": int(match.group(2)), "valid": int(match.group(3))}
-            current.update((key, 0) for key in _ERROR_KEYS)
-            result["archives"].append(current)
-            continue
-        match = _BACKUP_RE.search(line)
-        if match:
-            current = {"label": match.group(1), "status": match.group(2).strip(), "checked": int(match.group(3)),
-                       "valid": int(match.group(4))}
-            current.update((key, 0) for key in _ERROR_KEYS)
-            result["backups"].append(current)
-            continue
-        match = _ERRORS_RE.search(line)
-        if match and current is not None:
-            current.update(zip(_ERROR_KEYS, (int(value) for value in match.groups())))
-            continue
-        match = _STATUS_RE.match(line)
-        if match and result["status"] is None:
-            result["status"] = match.group(1).lower()
-    for line in ((stderr or "") + "\n" + (stdout or "")).splitlines():
-        match = _LOG_RE.search(line)
-        if match:
-            text = ("[%s] %s" % (match.group(2), match.group(3).strip())) if match.group(2) else match.group(3).strip()
-            bucket = result["errors"] if match.group(1) == "ERROR" else result["warnings"]
-            if text not in bucket:
-                bucket.append(text)
-    return result
-
-
-def _error_counts(item):
-    return ", ".join("%s %d" % (key.replace("_", " "), item[key]) for key in _ERROR_KEYS if item.get(key))
-
-
-def verify_row(repo_name, rc, parsed, error_line=None, seconds=None):
-    """`pgbackrest_verify_<repo>` from one repository's verify run."""
-    name = "pgbackrest_verify_%s" % repo_name
-    bad_backups = [b for b in parsed["backups"] if b["status"] not in ("valid", "in-progress")]
-    bad_archives = [a for a in parsed["archives"] if a["valid"] < a["checked"] or _error_counts(a)]
-    running = [b["label"] for b in parsed["backups"] if b["status"] == "in-progress"]
-    # A repository that holds no backup at all restores nothing: that fails too.
-    empty = rc == 0 and not parsed["backups"]
-    passed = rc == 0 and parsed["status"] in (None, "ok") and not bad_backups and not bad_archives and not empty
-    wal = sum(a["checked"] for a in parsed["archives"])
-    if passed:
-        detail = "pgbackrest verify %s: %d WAL segments and %d backups valid%s%s" % (
-            repo_name, wal, len(parsed["backups"]) - len(running),
-            ("; running (not judged): %s" % ", ".join(running)) if running else "",
-            (" in %s" % human_duration(seconds)) if seconds is not None else "")
-    else:
-        problems = ["backup %s %s (%s)" % (b["label"], b["status"], _error_counts(b) or "no file counts")
-                    for b in bad_backups]
-        problems += ["archive %s: %d of %d WAL valid (%s)" % (
-            a["archive_id"], a["valid"], a["checked"], _error_counts(a) or "no counts") for a in bad_archives]
-        if empty and not problems:
-            problems = ["the repository holds no backup%s" % (
-                ("; %s" % "; ".join(parsed["warnings"][:2])) if parsed["warnings"] else "")]
-        if not problems:
-            problems = parsed["errors"][:3] or [error_line or "exit code %s" % rc]
-        elif rc != 0 and error_line:
-            problems.append(error_line)
-        detail = "pgbackrest verify %s failed: %s" % (repo_name, "; ".join(problems))
-    return check_row(name, passed, detail, backups=[b["label"] for b in bad_backups], kind="pgbackrest",
-                     repo=repo_name)
-
-
-def pgbackrest_verify(config, stanza=pgbackrest.DEFAULT_STANZA, repos=None, binary=pgbackrest.DEFAULT_BINARY,
-                      timeout=7200, process_max=None, probe_timeout=5.0, check_mode=False, tool=None):
-    """`pgbackrest verify` of each repository (at once, one process each); one row per repository.
-
-    Runs as the current user, which must be the PostgreSQL OS user. A repository that does not
-    answer fails its row at once, and does not hold up the others.
-    """
-    tool = tool or pgbackrest.PgBackRest(config, stanza, binary=binary)
-    defined = pgbackrest.configured_repos(pgbackrest.read_config(config), stanza)
-    wanted = _select(defined, repos, config)
-    options = ["--output=text", "--verbose"]
-    if process_max:
-        options.append("--process-max=%d" % int(process_max))
-    plan = [{"repo": repo["key"], "name": repo["name"], "location": pgbackrest.describe_repo(repo),
-             "command": " ".join(tool.argv("verify", options, repo=repo["key"]))} for repo in wanted]
-    if check_mode:
-        return {"changed": False, "repos": plan, "checks": [], "verification_success": {}, "failed_checks": [],
-                "msg": "would run pgbackrest verify on %s" % ", ".join(p["name"] for p in plan),
-                "dr_report": {}}
-
-    def verify(repo):
-        unreachable = pgbackrest.probe_repo(repo, probe_timeout)
-        if unreachable:
-            return repo, None, check_row("pgbackrest_verify_%s" % repo["name"], False, "pgbackrest verify %s: "
-                                         "unreachable: %s" % (repo["name"], unreachable), kind="pgbackrest",
-                                         repo=repo["name"])
-        try:
-            run = tool.run("verify", options, repo=repo["key"], timeout=timeout)
-        except DRError as exc:
-            return repo, None, check_row("pgbackrest_verify_%s" % repo["name"], False, "pgbackrest verify %s: %s" % (
-                repo["name"], exc.message), kind="pgbackrest", repo=repo["name"])
-        parsed = parse_verify_output(run.stdout, run.stderr)
-        parsed.update(rc=run.rc, seconds=round(run.seconds, 3))
-        return repo, parsed, verify_row(repo["name"], run.rc, parsed, run.error_line() if not run.ok else None,
-                                        run.seconds)
-
-    with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, len(wanted))) as pool:
-        outcomes = list(pool.map(verify, wanted))
-    rows = [row for _repo, _parsed, row in outcomes]
-    results = []
-    for (repo, parsed, row), step in zip(outcomes, plan):
-        results.append(dict(step, passed=row_passed(row), detail=row["detail"],
-                            status=(parsed or {}).get("status"), seconds=(parsed or {}).get("seconds"),
-                            archives=(parsed or {}).get("archives", []), backups=(parsed or {}).get("backups", []),
-                            errors=(parsed or {}).get("errors", [])[:20]))
-    summary = summarize(rows, run="pgbackrest verify")
-    return {"changed": False, "repos": results, "checks": rows, "verification_success": summary["verification_success"],
-            "failed_checks": summary["failed_checks"], "msg": summary["msg"], "dr_report": {"checks": rows}}
-
-
-def _select(defined, repos, config):
-    if not repos:
-        return list(defined)
-    by_key = dict((repo["key"], repo) for repo in defined)
-    chosen = []
-    for key in repos:
-        try:
-            number = int(str(key).replace("repo", ""))
-        except ValueError:
-            raise DRError("repository %r is not a repository number (1, 2, 3...)" % (key,))
-        if number not in by_key:
-            raise DRError("repo%d is not configured in %s (configured: %s)" % (
-                number, config, ", ".join(repo["name"] for repo in defined)))
-        if by_key[number] not in chosen:
-            chosen.append(by_key[number])
-    return chosen
 
 
 # ---------------------------------------------------------------------------------------------
@@ -997,3 +873,10 @@ def record_results(locations, checks, logical_backup=None, physical_backup=None,
                     for item in records) or "no backup to record"
     return {"changed": any(item["written"] for item in records) or (check_mode and bool(records)),
             "records": records, "warnings": warnings, "msg": msg}
+
+
+def record_run(locations, checks, logical_backup=None, physical_backup=None, by="weekly backup test",
+               check_mode=False, now=None):
+    """The verification_record module: record_results over the raw `locations`, parsed once here."""
+    return record_results(parse_locations(locations), checks, logical_backup=logical_backup,
+                          physical_backup=physical_backup, by=by, check_mode=check_mode, now=now)

@@ -116,7 +116,7 @@ dr_report:
   type: dict
 """
 
-from ansible_collections.auditron.dr.plugins.module_utils import assess
+from ansible_collections.auditron.dr.plugins.module_utils import assess, checkrow
 from ansible_collections.auditron.dr.plugins.module_utils.base import AuditronModule, postgres_argument_spec
 from ansible_collections.auditron.dr.plugins.module_utils.pg import HAS_PSYCOPG2, PSYCOPG2_IMPORT_ERROR
 
@@ -144,9 +144,9 @@ def run(params):
                            amcheck_install_missing=params["amcheck_install_missing"],
                            count_rows=params["count_rows"], created_column=params["created_column"])
     detail = "; ".join(result["findings"][:3]) or "no damage found"
-    result["dr_report"] = {"checks": [{"name": "assessment of database %s" % params["db"],
-                                       "result": result["verdict"] == "healthy",
-                                       "detail": "%s: %s" % (result["verdict"], detail)}],
+    result["dr_report"] = {"checks": [checkrow.make("assessment of database %s" % params["db"],
+                                                    result["verdict"] == "healthy",
+                                                    "%s: %s" % (result["verdict"], detail))],
                            "assessment": {"verdict": result["verdict"], "findings": result["findings"][:10]}}
     result["changed"] = False
     return result

@@ -221,7 +221,7 @@ checks:
   type: list
   elements: dict
   contains:
-    check:
+    name:
       description: What was checked, for example V(database) or V(object store s3-us-east-1).
       type: str
     site:
@@ -237,7 +237,7 @@ checks:
       description: What was found, or what is wrong, in one line.
       type: str
   sample:
-    - check: database
+    - name: database
       site: primary
       result: ok
       required: true
@@ -290,7 +290,7 @@ def run_checks(params, check_mode):
         expected_role=params["expected_role"], locations=params["locations"], kms=params["kms"],
         dns=params["dns"], app=params["app"], write_probes=params["write_probes"] and not check_mode,
         optional_checks=params["optional_checks"])
-    return dict(changed=False, checks=rows, failed_required=[r["check"] for r in preflight.failed_required(rows)],
+    return dict(changed=False, checks=rows, failed_required=[r["name"] for r in preflight.failed_required(rows)],
                 table=preflight.format_table(rows))
 
 

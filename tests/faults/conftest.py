@@ -20,7 +20,6 @@ from pathlib import Path
 
 import pytest
 
-from ansible_collections.auditron.dr.plugins.module_utils.crypto import generate_key_file
 from ansible_collections.auditron.dr.plugins.module_utils.storage import location_from_params
 from tests.conftest import REPO
 from tests.faults import table
@@ -171,6 +170,9 @@ def own_stanza(lab, lab_archiving):  # pylint: disable=unused-argument
         yield stanza
 
 
+CANARY_ROWS = 3
+
+
 @pytest.fixture(scope="session")
 def canary(lab, postgres):  # pylint: disable=unused-argument
     """A table in the lab's production database that hostile input names: it must survive every
@@ -178,8 +180,8 @@ def canary(lab, postgres):  # pylint: disable=unused-argument
     name = "auditron_dr_faults_canary_%s" % RUN
     database = lab["sites"]["primary"]["postgres"]["database"]
     faults.sql(postgres, 'CREATE TABLE "%s" (id int PRIMARY KEY, note text)' % name, database=database)
-    faults.sql(postgres, 'INSERT INTO "%s" SELECT g, %%s FROM generate_series(1, 3) g' % name, database=database,
-               args=("still here",))
+    faults.sql(postgres, 'INSERT INTO "%s" SELECT g, %%s FROM generate_series(1, %%s) g' % name, database=database,
+               args=("still here", CANARY_ROWS))
     yield name
     faults.sql(postgres, 'DROP TABLE IF EXISTS "%s"' % name, database=database)
 
@@ -259,13 +261,6 @@ def run_restore_database(prod, tmp_path, backup_id, **extra_vars):
              "auditron_dr_local_backup_dir": str(backup_dir), "auditron_dr_backup_locations": []}
     extra.update(extra_vars)
     return faults.playbook("restore_database.yml", tmp_path / "reports", extra_vars=extra)
-
-
-@pytest.fixture(scope="session")
-def key_file(tmp_path_factory):
-    path = str(tmp_path_factory.mktemp("keys") / "backup.key")
-    generate_key_file(path)
-    return path
 
 
 class Places(object):

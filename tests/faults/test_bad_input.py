@@ -16,7 +16,8 @@ import yaml
 
 from ansible_collections.auditron.dr.plugins.module_utils import catalog, pgdump
 from tests.conftest import REPO
-from tests.faults.conftest import app_pid, app_running, canary_rows, production_databases, run_restore_database
+from tests.faults.conftest import (CANARY_ROWS, app_pid, app_running, canary_rows, production_databases,
+                                   run_restore_database)
 from tests.helpers import faults
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
@@ -34,6 +35,10 @@ class Refusals(object):
         self.fault, self.lab, self.postgres, self.canary = fault, lab, postgres, canary
         self.tmp_path = tmp_path
         self.count = 0
+
+    def canary_lost(self):
+        """Data lost: the canary's acknowledged rows that the production database no longer holds."""
+        return CANARY_ROWS - canary_rows(self.lab, self.postgres, self.canary)
 
     def playbook(self, what, name, expected, extra_vars=None, check=False, forbidden=(), args=(), inventory=None,
                  env=None):
@@ -53,7 +58,7 @@ class Refusals(object):
         assert found, "%s: refused, but without the expected message %r: %s" % (what, expected, text[-1500:])
         ran = [task for task in forbidden if "TASK [%s" % task in (whole or text)]
         assert not ran, "%s: ran %s before refusing" % (what, ran)
-        assert canary_rows(self.lab, self.postgres, self.canary) == 3, "%s: the canary table is gone" % what
+        assert self.canary_lost() == 0, "%s: the canary table lost rows" % what
         self.fault.saw("%s -> %s" % (what, found[0]))
         return text
 
@@ -75,7 +80,7 @@ def test_restore_database_refuses_bad_input(fault, lab, postgres, canary, tmp_pa
                    ["is not a logical backup id", "not found"],
                    {"restore_method": "logical", "restore_backup_id": "auditron_1; DROP TABLE \"%s\"; --" % canary},
                    check=True, forbidden=never)
-    fault.lost(0)
+    fault.lost(check.canary_lost())
 
 
 @pytest.mark.fault("bad input to recover_deleted.yml",
@@ -92,7 +97,7 @@ def test_recover_deleted_refuses_bad_input(fault, lab, postgres, canary, tmp_pat
                    {"recover_since": "2026-11-24T10:00:00Z", "recover_until": "2026-11-24T09:00:00Z"}, forbidden=never)
     check.playbook("recover_ids with SQL", "recover_deleted.yml", ["no deletions", "Nothing to recover"],
                    {"recover_ids": ["1); DROP TABLE \"%s\"; --" % canary]}, forbidden=never)
-    fault.lost(0)
+    fault.lost(check.canary_lost())
 
 
 @pytest.mark.fault("bad input to prune_backups.yml",
@@ -122,7 +127,8 @@ def test_prune_backups_refuses_bad_input(fault, lab, postgres, canary, small_db,
     assert sorted(catalog.Catalog.load(places.locations(), series=small_db).entries) == sorted(
         item["backup_id"] for item in made)
     fault.saw("both backups of %s still in all 3 locations" % small_db)
-    fault.lost(0)
+    kept = set(catalog.Catalog.load(places.locations(), series=small_db).entries)
+    fault.lost(check.canary_lost() + sum(1 for item in made if item["backup_id"] not in kept))
 
 
 @pytest.mark.fault("bad input to backup_database.yml",
@@ -144,7 +150,7 @@ def test_backup_database_refuses_bad_input(fault, lab, postgres, canary, places,
     assert not any(stored.values()) and all(
         not faults.s3_keys(lab, region, places.prefix) for region in ("us-east-1", "eu-west-1"))
     fault.saw("nothing stored in any location")
-    fault.lost(0)
+    fault.lost(check.canary_lost())
 
 
 def inventory_without(tmp_path, variable):
@@ -175,7 +181,7 @@ def test_preflight_with_an_incomplete_inventory(fault, lab, postgres, canary, tm
                    {"auditron_dr_dns": {"provider": "rfc2136", "server": "127.0.0.1", "port": "fifty-three",
                                         "zone": "auditron.test", "record": "api.auditron.test"}},
                    args=("--limit", "primary"))
-    fault.lost(0)
+    fault.lost(check.canary_lost())
 
 
 @pytest.mark.fault("bad input to the modules (ad hoc, as AWX runs them)",
@@ -226,7 +232,7 @@ def test_modules_refuse_bad_input(fault, lab, postgres, canary, small_db, key_fi
     assert all(listed[name] == sorted([catalog.artifact_key(made["backup_id"]),
                                        catalog.manifest_key(made["backup_id"])]) for name in listed), listed
     fault.saw("the backup untouched in all 3 locations; no database or directory created")
-    fault.lost(0)
+    fault.lost(check.canary_lost())
 
 
 @pytest.mark.fault("malformed backup id in a real restore_database.yml run (logical)",
@@ -244,7 +250,7 @@ def test_restore_database_with_a_malformed_backup_id_changes_nothing(fault, lab,
     fault.saw("rc %d; app %s%s; production database %s" % (
         run.rc, "stopped then " if stopped else "", "running" if still_running else "NOT running",
         "renamed to %s" % ", ".join(renamed) if prod["database"] not in databases else "kept its name"))
-    assert canary_rows(lab, postgres, canary) == 3
+    assert canary_rows(lab, postgres, canary) == CANARY_ROWS
     failed_at = [line.strip() for line in run.output.splitlines() if "failed at" in line or "FAILED!" in line
                  or line.startswith("fatal:") or "[ERROR]" in line]
     fault.saw("the run said: %s" % " / ".join(failed_at[-3:])[:400])

@@ -30,7 +30,8 @@ import uuid
 
 import psycopg2
 
-from tests.conftest import REPO, VENV_BIN, ansible_env
+from tests.conftest import REPO, VENV_BIN, ansible_env, ansible_playbook
+from tests.helpers import lab_db
 from tests.helpers.tcpproxy import TcpProxy
 
 INVENTORY = str(REPO / "inventories" / "local")
@@ -456,16 +457,14 @@ def module_connection(postgres):
     return dict((key, value) for key, value in postgres.items() if key.startswith("login_"))
 
 
+def admin(postgres, database="postgres"):
+    """An autocommit connection with a module's connection options (pg_params)."""
+    return lab_db.open_connection(postgres["login_host"], postgres["login_port"], postgres["login_user"],
+                                  postgres["login_password"], database)
+
+
 def sql(postgres, statement, database="postgres", args=None):
-    conn = psycopg2.connect(host=postgres["login_host"], port=postgres["login_port"], user=postgres["login_user"],
-                            password=postgres["login_password"], dbname=database, connect_timeout=5)
-    conn.autocommit = True
-    try:
-        with conn.cursor() as cur:
-            cur.execute(statement, args)
-            return cur.fetchall() if cur.description else None
-    finally:
-        conn.close()
+    return lab_db.rows(admin(postgres, database), statement, args)
 
 
 def database_exists(postgres, name):
@@ -602,20 +601,10 @@ class PlaybookResult(object):
 
 
 def playbook(path, report_dir, extra_vars=None, check=False, inventory=None, args=(), env=None, timeout=900):
-    """ansible-playbook as a user runs it; `path` relative to playbooks/ or absolute."""
-    path = str(path)
-    if not os.path.isabs(path):
-        path = str(REPO / "playbooks" / path)
-    command = [str(VENV_BIN / "ansible-playbook"), "-i", str(inventory or INVENTORY), path]
-    if extra_vars:
-        command += ["-e", json.dumps(extra_vars)]
-    if check:
-        command.append("--check")
-    command += list(args)
-    extra_env = {"AUDITRON_DR_REPORT_DIR": str(report_dir)}
-    extra_env.update(env or {})
-    completed = subprocess.run(command, cwd=str(REPO), env=ansible_env(extra_env), capture_output=True, text=True,
-                               timeout=timeout, check=False)
+    """ansible-playbook as a user runs it (tests.conftest.ansible_playbook); `path` relative to
+    playbooks/ or absolute."""
+    completed = ansible_playbook(path, report_dir, extra_vars=extra_vars, check=check,
+                                 inventory=inventory or INVENTORY, args=args, env=env, timeout=timeout)
     return PlaybookResult(completed, report_dir)
 
 

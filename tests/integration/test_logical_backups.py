@@ -15,7 +15,6 @@ import threading
 import time
 import uuid
 
-import psycopg2
 import pytest
 
 from ansible_collections.auditron.dr.plugins.module_utils import catalog, pgdump
@@ -23,7 +22,8 @@ from ansible_collections.auditron.dr.plugins.module_utils.common import DRError,
 from ansible_collections.auditron.dr.plugins.module_utils.crypto import generate_key_file
 from ansible_collections.auditron.dr.plugins.module_utils.storage import location_from_params
 from tests.conftest import REPO
-from tests.helpers.faults import LOGICAL_BACKUP_PLAYBOOK
+from tests.helpers.faults import (LOGICAL_BACKUP_PLAYBOOK, admin, database_exists, kms_encryption, pg_params,
+                                  s3_params, sql)
 from tests.helpers.tcpproxy import TcpProxy
 
 pytestmark = pytest.mark.lab
@@ -38,46 +38,7 @@ SMALL_DB = "dr_logical_%s_src" % RUN
 
 @pytest.fixture(scope="module")
 def postgres(lab):
-    pg = lab["sites"]["primary"]["postgres"]
-    return {"login_host": pg["host"], "login_port": pg["port"], "login_user": pg["user"],
-            "login_password": pg["password"], "connect_timeout": 5}
-
-
-def admin(postgres, database="postgres"):
-    conn = psycopg2.connect(host=postgres["login_host"], port=postgres["login_port"], user=postgres["login_user"],
-                            password=postgres["login_password"], dbname=database, connect_timeout=5)
-    conn.autocommit = True
-    return conn
-
-
-def sql(postgres, statement, database="postgres", args=None):
-    conn = admin(postgres, database)
-    try:
-        with conn.cursor() as cur:
-            cur.execute(statement, args)
-            return cur.fetchall() if cur.description else None
-    finally:
-        conn.close()
-
-
-def database_exists(postgres, name):
-    return bool(sql(postgres, "SELECT 1 FROM pg_database WHERE datname = %s", args=(name,)))
-
-
-def s3_params(lab, region, prefix, **overrides):
-    store = lab["backup_stores"][region]
-    params = {"name": "s3-" + region, "type": "s3", "endpoint_url": store["endpoint"], "bucket": store["bucket"],
-              "region": region, "access_key": store["access_key"], "secret_key": store["secret_key"],
-              "ca_bundle": store["ca_file"], "prefix": prefix}
-    params.update(overrides)
-    return params
-
-
-def kms_encryption(lab):
-    aws = lab["aws"]
-    return {"key_source": "kms", "kms_key_id": aws["kms_key_alias"],
-            "aws": {"endpoint_url": aws["endpoint"], "region": aws["region"], "access_key": aws["access_key"],
-                    "secret_key": aws["secret_key"], "ca_bundle": aws["ca_file"]}}
+    return pg_params(lab)
 
 
 class Places(object):
@@ -138,13 +99,6 @@ def small_db(postgres):
     for (name,) in sql(postgres, "SELECT datname FROM pg_database WHERE datname LIKE %s",
                        args=("dr_logical_%s%%" % RUN,)):
         sql(postgres, 'DROP DATABASE "%s" WITH (FORCE)' % name)
-
-
-@pytest.fixture(scope="module")
-def key_file(tmp_path_factory):
-    path = str(tmp_path_factory.mktemp("keys") / "backup.key")
-    generate_key_file(path)
-    return path
 
 
 def target(name):

@@ -229,19 +229,34 @@ def test_deep_merge_dicts_lists_and_scalars():
 def test_merge_sections_checks_notes_and_phase_detail():
     timeline = Timeline()
     timeline.start_task("verify", at(0), "t")
-    timeline.merge({"checks": {"name": "amcheck", "result": True}, "notes": "one", "custom": {"x": 1}},
+    timeline.merge({"checks": {"name": "amcheck", "result": "ok"}, "notes": "one", "custom": {"x": 1}},
                    phase_name="verify")
-    timeline.merge({"checks": [{"name": "freshness", "result": "FAIL", "detail": "2 h old"}, "bare"],
+    timeline.merge({"checks": [{"name": "freshness", "result": "failed", "detail": "2 h old"},
+                               {"name": "restore", "result": "skipped", "detail": "no backup"}],
                     "notes": ["two"], "custom": {"y": 2}, "phase_detail": "done"}, phase_name="verify")
     timeline.merge({"phase_detail": "no phase here"})
     timeline.merge(["not", "a", "dict"])
     report = timeline.to_report(now=at(1))
     assert [(c["name"], c["result"], c.get("phase")) for c in report["checks"]] == [
-        ("amcheck", "ok", "verify"), ("freshness", "failed", "verify"), ("bare", "ok", "verify")]
+        ("amcheck", "ok", "verify"), ("freshness", "failed", "verify"), ("restore", "skipped", "verify")]
+    assert report["checks"][0]["detail"] == ""
     assert report["notes"] == ["one", "two", "no phase here"]
     assert report["extra"] == {"custom": {"x": 1, "y": 2}}
     assert report["phases"][0]["detail"] == "done"
     assert any("not a mapping" in w for w in report["warnings"])
+    assert not any("check" in w for w in report["warnings"])
+
+
+def test_a_check_row_not_in_the_one_shape_is_shown_and_warned_about():
+    timeline = Timeline()
+    timeline.start_task("verify", at(0), "t")
+    timeline.merge({"checks": [{"name": "amcheck", "result": True}, "bare",
+                               {"name": "age", "result": "PASS", "detail": "1 h"}]}, phase_name="verify")
+    report = timeline.to_report(now=at(1))
+    assert [(c["name"], c["result"]) for c in report["checks"]] == [
+        ("amcheck", True), ("bare", "unknown"), ("age", "PASS")]
+    assert len([w for w in report["warnings"] if "check" in w]) == 3
+    assert any("'PASS' is not one of ok, failed, skipped" in w for w in report["warnings"])
 
 
 def test_key_figures_are_flat():

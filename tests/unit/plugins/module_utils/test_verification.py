@@ -9,7 +9,7 @@ import uuid
 
 import pytest
 
-from ansible_collections.auditron.dr.plugins.module_utils import assess, catalog, pgbackrest, pgdump, verification
+from ansible_collections.auditron.dr.plugins.module_utils import assess, catalog, pgdump, verification
 from ansible_collections.auditron.dr.plugins.module_utils.common import DRError, format_time, parse_time
 from ansible_collections.auditron.dr.plugins.module_utils.storage import LocalLocation
 
@@ -321,89 +321,6 @@ def test_the_latest_backup_to_restore_ignores_a_failed_earlier_verification():
     assert by_name(result["checks"])["logical_restore"]["result"] == "failed"
 
 
-# -- pgbackrest verify ---------------------------------------------------------------------------
-
-VERIFY_OK = """stanza: auditron
-status: ok
-  archiveId: 15-1, total WAL checked: 1591, total valid WAL: 1591
-    missing: 0, checksum invalid: 0, size invalid: 0, other: 0
-  backup: 20261124-011754F, status: valid, total files checked: 1286, total valid files: 1286
-    missing: 0, checksum invalid: 0, size invalid: 0, other: 0
-  backup: 20261124-011754F_20261124-012540I, status: valid, total files checked: 1286, total valid files: 1286
-    missing: 0, checksum invalid: 0, size invalid: 0, other: 0
-  backup: 20261124-031110F, status: in-progress, total files checked: 0, total valid files: 0
-"""
-
-VERIFY_BAD = """stanza: auditron
-status: error
-  archiveId: 15-1, total WAL checked: 10, total valid WAL: 9
-    missing: 0, checksum invalid: 1, size invalid: 0, other: 0
-  backup: 20261124-011754F, status: invalid, total files checked: 1286, total valid files: 1285
-    missing: 0, checksum invalid: 1, size invalid: 0, other: 0
-  backup: 20261124-023440F, status: valid, total files checked: 1286, total valid files: 1286
-    missing: 0, checksum invalid: 0, size invalid: 0, other: 0
-"""
-VERIFY_BAD_STDERR = """P01  ERROR: [028]: invalid checksum 'backup/auditron/20261124-011754F/pg_data/base/5/1259.zst'
-ERROR: [029]: 2 fatal errors encountered, see log for details
-"""
-
-
-def test_verify_output_is_read_into_counts():
-    parsed = verification.parse_verify_output(VERIFY_OK)
-    assert parsed["status"] == "ok"
-    assert parsed["archives"] == [{"archive_id": "15-1", "checked": 1591, "valid": 1591, "missing": 0,
-                                   "checksum_invalid": 0, "size_invalid": 0, "other": 0}]
-    assert [b["status"] for b in parsed["backups"]] == ["valid", "valid", "in-progress"]
-    row = verification.verify_row("repo1", 0, parsed, seconds=38.2)
-    assert row["result"] == "ok" and row["name"] == "pgbackrest_verify_repo1"
-    assert "1591 WAL segments and 2 backups valid; running (not judged): 20261124-031110F" in row["detail"]
-
-
-def test_a_bad_repository_names_the_invalid_backup_and_archive():
-    parsed = verification.parse_verify_output(VERIFY_BAD, VERIFY_BAD_STDERR)
-    assert parsed["status"] == "error"
-    assert parsed["errors"][0].startswith("[028] invalid checksum")
-    row = verification.verify_row("repo2", 29, parsed, "[029] 2 fatal errors encountered, see log for details")
-    assert row["result"] == "failed" and row["backups"] == ["20261124-011754F"]
-    assert "backup 20261124-011754F invalid (checksum invalid 1)" in row["detail"]
-    assert "archive 15-1: 9 of 10 WAL valid (checksum invalid 1)" in row["detail"]
-    assert "[029] 2 fatal errors" in row["detail"]
-    # a repository without any backup restores nothing
-    row = verification.verify_row("repo3", 0, verification.parse_verify_output(
-        "stanza: auditron\nstatus: ok\n  archiveId: none found\n  backup: none found\n",
-        "WARN: no archives or backups exist in the repo"))
-    assert row["result"] == "failed" and "holds no backup; no archives or backups exist" in row["detail"]
-    # a failure without a result text still says why
-    row = verification.verify_row("repo3", 55, verification.parse_verify_output("", "ERROR: [055]: unable to open"))
-    assert row["result"] == "failed" and "[055] unable to open" in row["detail"]
-
-
-def test_pgbackrest_verify_runs_each_repository_and_reports_an_unreachable_one(tmp_path):
-    repo1 = tmp_path / "repo1"
-    repo1.mkdir()
-    config = tmp_path / "pgbackrest.conf"
-    config.write_text("[global]\nrepo1-path=%s\nrepo2-type=s3\nrepo2-s3-endpoint=127.0.0.1\nrepo2-storage-port=1\n"
-                      "repo2-s3-bucket=b\nrepo2-path=/p\n[auditron]\npg1-path=/x\n" % repo1)
-    argvs = []
-
-    def runner(argv, env, timeout):
-        argvs.append(argv)
-        return 0, VERIFY_OK, "", 1.5
-
-    tool = pgbackrest.PgBackRest(str(config), "auditron", runner=runner)
-    planned = verification.pgbackrest_verify(str(config), repos=[1, 2], check_mode=True, tool=tool)
-    assert not argvs and planned["msg"] == "would run pgbackrest verify on repo1, repo2"
-    result = verification.pgbackrest_verify(str(config), process_max=2, probe_timeout=1, tool=tool)
-    rows = by_name(result["checks"])
-    assert rows["pgbackrest_verify_repo1"]["result"] == "ok"
-    assert rows["pgbackrest_verify_repo2"]["result"] == "failed"
-    assert "unreachable: endpoint 127.0.0.1:1 does not answer" in rows["pgbackrest_verify_repo2"]["detail"]
-    assert argvs == [["pgbackrest", "--config=%s" % config, "--stanza=auditron", "--repo=1", "--output=text",
-                      "--verbose", "--process-max=2", "verify"]]
-    with pytest.raises(DRError, match="repo7 is not configured"):
-        verification.pgbackrest_verify(str(config), repos=[7], tool=tool)
-
-
 # -- verdict and records -------------------------------------------------------------------------
 
 def test_the_verdict_names_every_failed_check_and_its_backup_in_one_line():
@@ -495,3 +412,23 @@ def test_physical_records_keep_a_bounded_history(places):
                                                                                    + 2))
     with pytest.raises(DRError, match="not valid"):
         verification.physical_record_key("auditron", "../../etc/passwd")
+
+
+# -- the modules' entry points -----------------------------------------------------------------
+
+def test_a_copy_check_without_a_manifest_says_how_to_give_one():
+    params = {"manifest": None, "manifest_id": None, "compare": "exact"}
+    with pytest.raises(DRError, match="compare exact needs the manifest: give manifest, or manifest_id and locations"):
+        verification.check_restored_copy(params)
+
+
+def test_record_run_parses_the_raw_locations_once(tmp_path):
+    with pytest.raises(DRError, match="locations are required"):
+        verification.record_run([], [])
+    rows = [verification.check_row("logical_restore", True, "restored", backups=["auditron_20261129_020000"]),
+            verification.check_row("logical_amcheck", False, "page 3", backups=["auditron_20261129_020000"])]
+    raw = [{"name": "local", "type": "local", "path": str(tmp_path / "disk")}]
+    result = verification.record_run(raw, rows, logical_backup="auditron_20261129_020000", check_mode=True)
+    assert [(item["backup"], item["result"]) for item in result["records"]] == [("auditron_20261129_020000", "failed")]
+    assert "would be recorded" in result["msg"] and result["changed"] is True
+    assert verification.parse_locations([LocalLocation("local", str(tmp_path))])[0].name == "local"
