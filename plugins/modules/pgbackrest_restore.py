@@ -200,7 +200,7 @@ duration_seconds:
   type: float
 """
 
-from ansible_collections.auditron.dr.plugins.module_utils import pgbackrest
+from ansible_collections.auditron.dr.plugins.module_utils import pgbackrest, pgbackrest_restore
 from ansible_collections.auditron.dr.plugins.module_utils.base import AuditronModule
 
 
@@ -209,13 +209,13 @@ def argument_spec():
         config=dict(type="path", default="/etc/pgbackrest/pgbackrest.conf"),
         stanza=dict(type="str", default=pgbackrest.DEFAULT_STANZA),
         pg_path=dict(type="path", required=True, aliases=["data_dir"]),
-        target=dict(type="str", choices=list(pgbackrest.RESTORE_TARGETS), default="latest"),
+        target=dict(type="str", choices=list(pgbackrest_restore.RESTORE_TARGETS), default="latest"),
         target_time=dict(type="str"),
         target_timeline=dict(type="str"),
-        target_action=dict(type="str", choices=list(pgbackrest.TARGET_ACTIONS), default="promote"),
+        target_action=dict(type="str", choices=list(pgbackrest_restore.TARGET_ACTIONS), default="promote"),
         standby=dict(type="bool", default=False),
         repos=dict(type="list", elements="int", default=[]),
-        archive_mode=dict(type="str", choices=list(pgbackrest.ARCHIVE_MODES), default="off"),
+        archive_mode=dict(type="str", choices=list(pgbackrest_restore.ARCHIVE_MODES), default="off"),
         recovery_options=dict(type="dict", default={}),
         delta=dict(type="bool", default=False),
         force=dict(type="bool", default=False),
@@ -231,7 +231,7 @@ def main():
     module = AuditronModule(argument_spec(), supports_check_mode=True,
                             required_if=[("target", "time", ["target_time"])])
     params = module.params
-    module.run(pgbackrest.restore, params["config"], params["pg_path"], stanza=params["stanza"],
+    module.run(pgbackrest_restore.restore, params["config"], params["pg_path"], stanza=params["stanza"],
                target=params["target"], target_time=params["target_time"], repos=params["repos"],
                archive_mode=params["archive_mode"], target_action=params["target_action"], standby=params["standby"],
                recovery_options=params["recovery_options"], delta=params["delta"], force=params["force"],
