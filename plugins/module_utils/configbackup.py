@@ -73,8 +73,8 @@ import uuid
 
 from ansible_collections.auditron.dr.plugins.module_utils.common import (
     UTC, DRError, first_line, format_time, human_bytes, importable, parse_time, utc_now)
-from ansible_collections.auditron.dr.plugins.module_utils.crypto import (
-    DecryptingReader, EncryptingWriter, describe_reference, provider_from_params)
+from ansible_collections.auditron.dr.plugins.module_utils.crypto import DecryptingReader, EncryptingWriter
+from ansible_collections.auditron.dr.plugins.module_utils.keyproviders import describe_reference, provider_from_params
 from ansible_collections.auditron.dr.plugins.module_utils.storage import (
     FanOutWriter, Location, locations_from_params, missing_directories)
 

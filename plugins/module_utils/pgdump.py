@@ -74,9 +74,9 @@ except ImportError:
 from ansible_collections.auditron.dr.plugins.module_utils import catalog as catalog_mod
 from ansible_collections.auditron.dr.plugins.module_utils.common import (
     DRError, first_line, format_time, human_bytes, human_duration, parse_time, utc_now)
-from ansible_collections.auditron.dr.plugins.module_utils.crypto import (
-    DecryptingReader, EncryptingWriter, describe_reference, provider_for_reference, provider_from_params,
-    verify_stream)
+from ansible_collections.auditron.dr.plugins.module_utils.crypto import DecryptingReader, EncryptingWriter, verify_stream
+from ansible_collections.auditron.dr.plugins.module_utils.keyproviders import (
+    describe_reference, provider_for_reference, provider_from_params)
 from ansible_collections.auditron.dr.plugins.module_utils.pg import (
     connect, libpq_env, quote_ident, server_facts, server_label)
 from ansible_collections.auditron.dr.plugins.module_utils.storage import FanOutWriter, Location, locations_from_params

@@ -258,8 +258,7 @@ from ansible.module_utils.basic import missing_required_lib
 from ansible_collections.auditron.dr.plugins.module_utils import pgdump
 from ansible_collections.auditron.dr.plugins.module_utils.base import (
     AuditronModule, encryption_suboptions, location_suboptions, postgres_argument_spec)
-from ansible_collections.auditron.dr.plugins.module_utils.crypto import (
-    CRYPTOGRAPHY_IMPORT_ERROR, HAS_CRYPTOGRAPHY)
+from ansible_collections.auditron.dr.plugins.module_utils.keyproviders import CRYPTOGRAPHY_IMPORT_ERROR, HAS_CRYPTOGRAPHY
 from ansible_collections.auditron.dr.plugins.module_utils.pg import HAS_PSYCOPG2, PSYCOPG2_IMPORT_ERROR
 from ansible_collections.auditron.dr.plugins.module_utils.storage import BOTO3_IMPORT_ERROR, HAS_BOTO3
 

@@ -29,7 +29,8 @@ import pytest
 
 from ansible_collections.auditron.dr.plugins.module_utils import configbackup as cb
 from ansible_collections.auditron.dr.plugins.module_utils.common import DRError
-from ansible_collections.auditron.dr.plugins.module_utils.crypto import DecryptingReader, generate_key_file
+from ansible_collections.auditron.dr.plugins.module_utils.crypto import DecryptingReader
+from ansible_collections.auditron.dr.plugins.module_utils.keyproviders import generate_key_file
 from ansible_collections.auditron.dr.plugins.module_utils.storage import LocalLocation
 
 kubernetes = pytest.importorskip("kubernetes")

@@ -21,7 +21,7 @@ import pytest
 
 from ansible_collections.auditron.dr.plugins.module_utils import catalog, pgdump
 from ansible_collections.auditron.dr.plugins.module_utils.common import DRError, format_time, utc_now
-from ansible_collections.auditron.dr.plugins.module_utils.crypto import FileKeyProvider, generate_key_file
+from ansible_collections.auditron.dr.plugins.module_utils.keyproviders import FileKeyProvider, generate_key_file
 from ansible_collections.auditron.dr.plugins.module_utils.storage import LocalLocation
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))))
@@ -270,7 +270,7 @@ MEMORY_PROBE = textwrap.dedent("""
     import os, sys
     sys.path.insert(0, sys.argv[1])
     from ansible_collections.auditron.dr.plugins.module_utils import pgdump
-    from ansible_collections.auditron.dr.plugins.module_utils.crypto import FileKeyProvider
+    from ansible_collections.auditron.dr.plugins.module_utils.keyproviders import FileKeyProvider
     from ansible_collections.auditron.dr.plugins.module_utils.storage import LocalLocation
 
     def hwm():
