@@ -290,12 +290,12 @@ msg:
 from ansible.module_utils.basic import missing_required_lib
 
 from ansible_collections.auditron.dr.plugins.module_utils import aws, dnsswitch
-from ansible_collections.auditron.dr.plugins.module_utils.base import AuditronModule
+from ansible_collections.auditron.dr.plugins.module_utils.base import AuditronModule, dns_suboptions
 
 
 def argument_spec():
     return dict(
-        dns=dict(type="dict", required=True, options=dnsswitch.dns_suboptions()),
+        dns=dict(type="dict", required=True, options=dns_suboptions()),
         type=dict(type="str", choices=list(dnsswitch.RECORD_TYPES), default="A"),
         value=dict(type="list", elements="str", required=True),
         expect=dict(type="list", elements="str"),

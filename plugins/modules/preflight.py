@@ -257,7 +257,7 @@ table:
 
 from ansible_collections.auditron.dr.plugins.module_utils import preflight
 from ansible_collections.auditron.dr.plugins.module_utils.base import (
-    AuditronModule, aws_suboptions, location_suboptions, postgres_argument_spec)
+    AuditronModule, aws_suboptions, dns_suboptions, location_suboptions, postgres_argument_spec)
 
 
 def argument_spec():
@@ -269,13 +269,7 @@ def argument_spec():
         expected_role=dict(type="str", choices=["primary", "standby", "any"], default="any"),
         locations=dict(type="list", elements="dict", default=[], options=location_suboptions()),
         kms=dict(type="dict", options=dict(key_id=dict(type="str", required=True), **aws_suboptions())),
-        dns=dict(type="dict", options=dict(
-            provider=dict(type="str", choices=["rfc2136", "route53"], default="rfc2136"),
-            server=dict(type="str"), port=dict(type="int", default=53), zone=dict(type="str"),
-            record=dict(type="str", required=True), tsig_key_file=dict(type="path"),
-            tsig_key_name=dict(type="str", no_log=False), tsig_secret=dict(type="str", no_log=True),
-            tsig_algorithm=dict(type="str", default="hmac-sha256"), ttl=dict(type="int", default=60),
-            route53=dict(type="dict", options=dict(zone_id=dict(type="str", required=True), **aws_suboptions())))),
+        dns=dict(type="dict", options=dns_suboptions()),
         app=dict(type="dict", options=dict(url=dict(type="str", required=True), ca_bundle=dict(type="path"),
                                            timeout=dict(type="float", default=5))),
         write_probes=dict(type="bool", default=True),
