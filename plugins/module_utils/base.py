@@ -101,6 +101,8 @@ def encryption_suboptions():
         vault_url=dict(type="str"),
         vault_token=dict(type="str", no_log=True),
         vault_transit_mount=dict(type="str", default="transit"),
+        # The name of a transit key is not a secret: no_log=False tells validate-modules so (it
+        # guesses from the word "key"); no module needs to override it.
         vault_transit_key=dict(type="str", no_log=False),
         vault_namespace=dict(type="str"),
         vault_ca_bundle=dict(type="path"),

@@ -229,13 +229,6 @@ from ansible_collections.auditron.dr.plugins.module_utils.pg import HAS_PSYCOPG2
 from ansible_collections.auditron.dr.plugins.module_utils.storage import BOTO3_IMPORT_ERROR, HAS_BOTO3
 
 
-def encryption_options():
-    # A transit key's name is not a secret (base.encryption_suboptions leaves no_log unset on it).
-    options = encryption_suboptions()
-    options["vault_transit_key"]["no_log"] = False
-    return options
-
-
 def argument_spec():
     spec = postgres_argument_spec()
     spec.update(
@@ -245,7 +238,7 @@ def argument_spec():
         before=dict(type="str"),
         series=dict(type="str", default="auditron"),
         locations=dict(type="list", elements="dict", default=[], options=location_suboptions()),
-        encryption=dict(type="dict", options=encryption_options()),
+        encryption=dict(type="dict", options=encryption_suboptions()),
         jobs=dict(type="int", default=2),
         spool_dir=dict(type="path"),
         tables=dict(type="list", elements="str"),
