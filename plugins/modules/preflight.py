@@ -25,6 +25,7 @@ description:
 extends_documentation_fragment:
   - auditron.dr.postgres
   - auditron.dr.location
+  - auditron.dr.dns
   - ansible.builtin.action_common_attributes
 attributes:
   check_mode:
@@ -86,80 +87,6 @@ options:
         description: Verify the endpoint's TLS certificate.
         type: bool
         default: true
-  dns:
-    description: DNS record and how it is changed. Omit to skip the check.
-    type: dict
-    suboptions:
-      provider:
-        description: V(rfc2136) (dynamic update with TSIG, BIND and friends) or V(route53).
-        type: str
-        choices: [rfc2136, route53]
-        default: rfc2136
-      server:
-        description: Authoritative server for V(rfc2136).
-        type: str
-      port:
-        description: Its port.
-        type: int
-        default: 53
-      zone:
-        description: Zone that holds O(dns.record).
-        type: str
-      record:
-        description: The API's name, for example V(api.auditron.ai).
-        type: str
-        required: true
-      tsig_key_file:
-        description: BIND/nsupdate key file with the TSIG key.
-        type: path
-      tsig_key_name:
-        description: TSIG key name, when not read from O(dns.tsig_key_file).
-        type: str
-      tsig_secret:
-        description: Base64 TSIG secret, when not read from O(dns.tsig_key_file). Never logged.
-        type: str
-      tsig_algorithm:
-        description: TSIG algorithm.
-        type: str
-        default: hmac-sha256
-      ttl:
-        description: TTL the record should have. Not used by the check; accepted so that one DNS variable serves
-          preflight and the switch.
-        type: int
-        default: 60
-      route53:
-        description: Route53 hosted zone and the AWS endpoint to reach it.
-        type: dict
-        suboptions:
-          zone_id:
-            description: Hosted zone id.
-            type: str
-            required: true
-          endpoint_url:
-            description: API endpoint URL; omit for AWS.
-            type: str
-            aliases: [endpoint]
-          region:
-            description: AWS region.
-            type: str
-            default: us-east-1
-          access_key:
-            description: Access key id. Never logged.
-            type: str
-          secret_key:
-            description: Secret access key. Never logged.
-            type: str
-          session_token:
-            description: Session token. Never logged.
-            type: str
-          ca_bundle:
-            description: CA bundle for the endpoint's certificate.
-            type: path
-            aliases: [ca_file]
-          validate_certs:
-            description: Verify the endpoint's TLS certificate.
-            type: bool
-            default: true
   app:
     description: Application to check. Omit to skip the check.
     type: dict
