@@ -4,7 +4,7 @@
 """The base every auditron.dr module is built on, after amazon.aws's AnsibleAWSModule.
 
 - the shared argument specs (PostgreSQL connection, object-store location, encryption key,
-  AWS endpoint, DNS record), documented by the doc fragments of the same names;
+  AWS endpoint, KMS key, DNS record), documented by the doc fragments of the same names;
 - required-library checks with missing_required_lib;
 - one error path: DRError becomes fail_json(msg=...) with its details; anything else becomes
   fail_json with the traceback.
@@ -69,6 +69,12 @@ def aws_suboptions():
         ca_bundle=dict(type="path", aliases=["ca_file"]),
         validate_certs=dict(type="bool", default=True),
     )
+
+
+def kms_suboptions(key_id_required=False):
+    """An AWS KMS key and the endpoint to reach it (the inventory's `auditron_dr_kms`): preflight
+    checks one key (key_id required), pgbackrest_info decrypts with the key the ciphertext names."""
+    return dict(key_id=dict(type="str", required=key_id_required), **aws_suboptions())
 
 
 def dns_suboptions():

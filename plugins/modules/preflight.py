@@ -25,6 +25,7 @@ description:
 extends_documentation_fragment:
   - auditron.dr.postgres
   - auditron.dr.location
+  - auditron.dr.kms.key_required
   - auditron.dr.dns
   - ansible.builtin.action_common_attributes
 attributes:
@@ -54,39 +55,6 @@ options:
     type: str
     choices: [primary, standby, any]
     default: any
-  kms:
-    description: KMS key to check. Omit to skip the check.
-    type: dict
-    suboptions:
-      key_id:
-        description: Key id, ARN or alias.
-        type: str
-        required: true
-      endpoint_url:
-        description: API endpoint URL; omit for AWS.
-        type: str
-        aliases: [endpoint]
-      region:
-        description: AWS region.
-        type: str
-        default: us-east-1
-      access_key:
-        description: Access key id. Never logged.
-        type: str
-      secret_key:
-        description: Secret access key. Never logged.
-        type: str
-      session_token:
-        description: Session token. Never logged.
-        type: str
-      ca_bundle:
-        description: CA bundle for the endpoint's certificate.
-        type: path
-        aliases: [ca_file]
-      validate_certs:
-        description: Verify the endpoint's TLS certificate.
-        type: bool
-        default: true
   app:
     description: Application to check. Omit to skip the check.
     type: dict
@@ -184,7 +152,7 @@ table:
 
 from ansible_collections.auditron.dr.plugins.module_utils import preflight
 from ansible_collections.auditron.dr.plugins.module_utils.base import (
-    AuditronModule, aws_suboptions, dns_suboptions, location_suboptions, postgres_argument_spec)
+    AuditronModule, dns_suboptions, kms_suboptions, location_suboptions, postgres_argument_spec)
 
 
 def argument_spec():
@@ -195,7 +163,7 @@ def argument_spec():
         check_database=dict(type="bool", default=True),
         expected_role=dict(type="str", choices=["primary", "standby", "any"], default="any"),
         locations=dict(type="list", elements="dict", default=[], options=location_suboptions()),
-        kms=dict(type="dict", options=dict(key_id=dict(type="str", required=True), **aws_suboptions())),
+        kms=dict(type="dict", options=kms_suboptions(key_id_required=True)),
         dns=dict(type="dict", options=dns_suboptions()),
         app=dict(type="dict", options=dict(url=dict(type="str", required=True), ca_bundle=dict(type="path"),
                                            timeout=dict(type="float", default=5))),
