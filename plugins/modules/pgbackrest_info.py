@@ -27,6 +27,7 @@ description:
     read and the passphrase is returned as RV(cipher_pass). Run that task with C(no_log).
   - Runs pgBackRest as the user running the module; use C(become_user) with the PostgreSQL OS user.
 extends_documentation_fragment:
+  - auditron.dr.pgbackrest
   - auditron.dr.kms
   - ansible.builtin.action_common_attributes
 attributes:
@@ -38,14 +39,6 @@ attributes:
   platform:
     platforms: posix
 options:
-  config:
-    description: pgBackRest configuration file.
-    type: path
-    default: /etc/pgbackrest/pgbackrest.conf
-  stanza:
-    description: Stanza to read.
-    type: str
-    default: auditron
   repos:
     description: Repository numbers to read; all configured ones when empty.
     type: list
@@ -55,19 +48,11 @@ options:
     description: Read when each repository's newest WAL segment arrived (one listing per repository).
     type: bool
     default: true
-  probe_timeout:
-    description: Seconds a repository's endpoint has to accept a connection before it is reported unreachable.
-    type: float
-    default: 5
   io_timeout:
     description: pgBackRest C(io-timeout) for these reads, in seconds. Short, so that a stalled endpoint is reported
       quickly.
     type: int
     default: 10
-  binary:
-    description: pgBackRest executable.
-    type: path
-    default: pgbackrest
   cipher_pass_kms_blob:
     description:
       - Base64 AWS KMS ciphertext of a repository cipher passphrase. When set, the module only decrypts it with

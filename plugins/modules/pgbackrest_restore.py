@@ -29,6 +29,7 @@ description:
   - The restored cluster is not started; use M(auditron.dr.pg_instance) (or the service manager) for that.
   - Runs pgBackRest as the user running the module; use C(become_user) with the PostgreSQL OS user.
 extends_documentation_fragment:
+  - auditron.dr.pgbackrest
   - ansible.builtin.action_common_attributes
 attributes:
   check_mode:
@@ -40,14 +41,6 @@ attributes:
   platform:
     platforms: posix
 options:
-  config:
-    description: pgBackRest configuration file.
-    type: path
-    default: /etc/pgbackrest/pgbackrest.conf
-  stanza:
-    description: Stanza to restore from.
-    type: str
-    default: auditron
   pg_path:
     description: Data directory to restore into. Created (mode 0700) when absent.
     type: path
@@ -105,10 +98,6 @@ options:
   process_max:
     description: Parallel processes for the restore; the configuration's value when omitted.
     type: int
-  probe_timeout:
-    description: Seconds a repository's endpoint has to accept a connection.
-    type: float
-    default: 5
   io_timeout:
     description: pgBackRest C(io-timeout) for reading each repository's info before choosing it, in seconds.
     type: int
@@ -116,10 +105,6 @@ options:
   bin_dir:
     description: Directory of PostgreSQL's programs (for C(pg_controldata)); found on PATH when omitted.
     type: path
-  binary:
-    description: pgBackRest executable.
-    type: path
-    default: pgbackrest
 requirements:
   - pgBackRest 2.45 or later on the host
 seealso:
