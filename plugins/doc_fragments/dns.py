@@ -6,6 +6,8 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+from ansible_collections.auditron.dr.plugins.doc_fragments.aws import endpoint_suboptions
+
 # The `dns` option (base.dns_suboptions): optional for preflight, which skips the check without it,
 # required for dns_record, which switches the record. The two variants differ in `required` only.
 _DESCRIPTION = r"""
@@ -66,37 +68,12 @@ _SUBOPTIONS = r"""
             description: Hosted zone id.
             type: str
             required: true
-          endpoint_url:
-            description: API endpoint URL; omit for AWS.
-            type: str
-            aliases: [endpoint]
-          region:
-            description: AWS region.
-            type: str
-            default: us-east-1
-          access_key:
-            description: Access key id. Never logged.
-            type: str
-          secret_key:
-            description: Secret access key. Never logged.
-            type: str
-          session_token:
-            description: Session token. Never logged.
-            type: str
-          ca_bundle:
-            description: CA bundle for the endpoint's certificate.
-            type: path
-            aliases: [ca_file]
-          validate_certs:
-            description: Verify the endpoint's TLS certificate.
-            type: bool
-            default: true
 """
 
 
 class ModuleDocFragment(object):
     # auditron.dr.dns: the option may be omitted.
-    DOCUMENTATION = _DESCRIPTION + _SUBOPTIONS.lstrip("\n")
+    DOCUMENTATION = _DESCRIPTION + _SUBOPTIONS.lstrip("\n") + endpoint_suboptions(10)
 
     # auditron.dr.dns.required: the option must be given.
-    REQUIRED = _DESCRIPTION + "    required: true\n" + _SUBOPTIONS.lstrip("\n")
+    REQUIRED = _DESCRIPTION + "    required: true\n" + _SUBOPTIONS.lstrip("\n") + endpoint_suboptions(10)

@@ -6,6 +6,8 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+from ansible_collections.auditron.dr.plugins.doc_fragments.aws import endpoint_suboptions
+
 # The `kms` option (base.kms_suboptions): an AWS KMS key and the endpoint to reach it. preflight
 # checks one key (key_id required: auditron.dr.kms.key_required); pgbackrest_info decrypts with
 # whichever key of the account the ciphertext names (key_id optional: auditron.dr.kms).
@@ -34,42 +36,13 @@ _KEY_ID_REQUIRED = r"""
         required: true
 """
 
-_ENDPOINT = r"""
-      endpoint_url:
-        description: API endpoint URL; omit for AWS.
-        type: str
-        aliases: [endpoint]
-      region:
-        description: AWS region.
-        type: str
-        default: us-east-1
-      access_key:
-        description: Access key id. Never logged.
-        type: str
-      secret_key:
-        description: Secret access key. Never logged.
-        type: str
-      session_token:
-        description: Session token. Never logged.
-        type: str
-      ca_bundle:
-        description: CA bundle for the endpoint's certificate.
-        type: path
-        aliases: [ca_file]
-      validate_certs:
-        description: Verify the endpoint's TLS certificate.
-        type: bool
-        default: true
-"""
-
-
 def _join(*parts):
     return "".join(part.lstrip("\n") for part in parts)
 
 
 class ModuleDocFragment(object):
     # auditron.dr.kms: key_id may be omitted.
-    DOCUMENTATION = "\n" + _join(_OPTION, _KEY_ID_OPTIONAL, _ENDPOINT)
+    DOCUMENTATION = "\n" + _join(_OPTION, _KEY_ID_OPTIONAL) + endpoint_suboptions(6)
 
     # auditron.dr.kms.key_required: key_id must be given.
-    KEY_REQUIRED = "\n" + _join(_OPTION, _KEY_ID_REQUIRED, _ENDPOINT)
+    KEY_REQUIRED = "\n" + _join(_OPTION, _KEY_ID_REQUIRED) + endpoint_suboptions(6)
