@@ -30,15 +30,8 @@ description:
     may return C(invoices), a list, which must be empty exactly when C(count) is 0. The lab's stand-in does.
 extends_documentation_fragment:
   - auditron.dr.postgres
+  - auditron.dr.read_only
   - ansible.builtin.action_common_attributes
-attributes:
-  check_mode:
-    support: full
-    details: Only reads; runs the same in check mode.
-  diff_mode:
-    support: none
-  platform:
-    platforms: posix
 options:
   site:
     description: Site name, shown in the checks and messages.

@@ -31,16 +31,8 @@ description:
 extends_documentation_fragment:
   - auditron.dr.location
   - auditron.dr.encryption
+  - auditron.dr.read_only
   - ansible.builtin.action_common_attributes
-attributes:
-  check_mode:
-    support: full
-    details: The module only reads; it runs the same in check mode.
-  diff_mode:
-    support: none
-    details: Nothing is changed.
-  platform:
-    platforms: posix
 options:
   series:
     description: Only the backups of this series (the database name, by default). All series when omitted.

@@ -29,15 +29,8 @@ description:
 extends_documentation_fragment:
   - auditron.dr.pgbackrest
   - auditron.dr.kms
+  - auditron.dr.read_only
   - ansible.builtin.action_common_attributes
-attributes:
-  check_mode:
-    support: full
-    details: Only reads; runs the same in check mode.
-  diff_mode:
-    support: none
-  platform:
-    platforms: posix
 options:
   repos:
     description: Repository numbers to read; all configured ones when empty.
