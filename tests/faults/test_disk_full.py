@@ -1,5 +1,5 @@
 """The local backup disk fills up during a logical backup (a 2 MiB tmpfs the test mounts as the
-plan's /var/backups/auditron), run the way backup_database.yml runs it (tasks/backup_logical.yml).
+plan's /var/backups/auditron), run the way backup_database.yml runs it (role auditron.dr.logical_backup).
 
 That location fails cleanly (its temp file removed, no manifest), the S3 regions still get a
 complete copy; with require_all_locations nothing valid is left anywhere; with room again, the

@@ -35,18 +35,20 @@ from tests.helpers import lab_db
 from tests.helpers.tcpproxy import TcpProxy
 
 INVENTORY = str(REPO / "inventories" / "local")
-# backup_database.yml's logical backup alone (its tasks file), keeping the result in {out}:
+# backup_database.yml's logical backup alone (its role), keeping the result in {out}:
 # LOGICAL_BACKUP_PLAYBOOK.format(repo=REPO, out=path).
 LOGICAL_BACKUP_PLAYBOOK = """
 - name: Logical backup as backup_database.yml runs it
   hosts: primary
   gather_facts: false
+  vars_files: [{repo}/playbooks/vars/backup_settings.yml]
   tasks:
-    - name: Include the logical backup tasks
-      ansible.builtin.include_tasks: {repo}/playbooks/tasks/backup_logical.yml
+    - name: Include the logical backup role
+      ansible.builtin.include_role:
+        name: auditron.dr.logical_backup
     - name: Keep the result for the test
       ansible.builtin.copy:
-        content: "{{{{ auditron_dr_logical_backup | to_json }}}}"
+        content: "{{{{ logical_backup_result | to_json }}}}"
         dest: {out}
         mode: "0600"
 """

@@ -171,7 +171,7 @@ def test_failover_check_mode_and_confirmation(lab, prepared, run_playbook):
     assert run.rc == 0, run
     assert "would fence the primary" in " ".join(run.stdout.split())
     assert dns_answer(lab) == ["127.0.0.11"]
-    refused = run_playbook("failover.yml", extra_vars={"auditron_dr_is_lab": False})
+    refused = run_playbook("failover.yml", extra_vars={"auditron_dr_require_confirmation": True})
     assert refused.rc != 0 and "needs confirm_failover=true" in refused.output
     assert dns_answer(lab) == ["127.0.0.11"]
 

@@ -75,7 +75,7 @@ def test_check_mode_changes_nothing(lab, full_backup, run_playbook):
 
 
 def test_production_inventory_needs_confirmation(lab, full_backup, run_playbook):
-    run = run_playbook("restore_database.yml", extra_vars={"auditron_dr_is_lab": False})
+    run = run_playbook("restore_database.yml", extra_vars={"auditron_dr_require_confirmation": True})
     assert run.rc != 0
     assert "needs confirm_restore=true" in run.output and "nothing was changed" in run.output
     assert app_invoices(lab)["count"] > 0
