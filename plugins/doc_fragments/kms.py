@@ -36,6 +36,7 @@ _KEY_ID_REQUIRED = r"""
         required: true
 """
 
+
 def _join(*parts):
     return "".join(part.lstrip("\n") for part in parts)
 

@@ -66,7 +66,7 @@ def read_state_file(path):
 
 def write_state_file(path, replicas, platform, label):
     atomic_write_json(path, {"replicas_before_stop": int(replicas), "platform": platform, "app": label,
-                              "recorded_at": format_time(utc_now().replace(microsecond=0))})
+                             "recorded_at": format_time(utc_now().replace(microsecond=0))})
 
 
 def int_or_none(value):

@@ -15,7 +15,6 @@ from tests.unit.plugins.module_utils.pgbackrest_fakes import (  # noqa: F401 pyl
     NOW, SYSTEM_ID, FakePgBackRest, closed_port, info_document, listener, sample_backups, write_config)
 
 
-
 # ---------------------------------------------------------------------------------------------
 # Reading what pgBackRest prints
 

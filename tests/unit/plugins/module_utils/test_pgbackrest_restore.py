@@ -21,7 +21,7 @@ from tests.unit.plugins.module_utils.pgbackrest_fakes import (  # noqa: F401 pyl
 
 def plan(config, fake, **kwargs):
     return pgbackrest_restore.plan_restore(config, tool=pgbackrest.PgBackRest(config, runner=fake), now=NOW,
-                                   probe_timeout=2, **kwargs)
+                                           probe_timeout=2, **kwargs)
 
 
 def test_restore_prefers_repo2_then_3_then_1(tmp_path, listener):
@@ -113,7 +113,7 @@ def test_no_repository_with_a_backup(tmp_path, listener):
 def restore(config, fake, pg_path, system_id="42", **kwargs):
     """pgbackrest_restore.restore with the fake pgBackRest; `system_id` is what pg_controldata would read."""
     return pgbackrest_restore.restore(config, str(pg_path), tool=pgbackrest.PgBackRest(config, runner=fake), now=NOW,
-                              probe_timeout=2, controldata=lambda path: system_id, **kwargs)
+                                      probe_timeout=2, controldata=lambda path: system_id, **kwargs)
 
 
 def test_restore_writes_the_command_pgbackrest_needs(tmp_path, listener):

@@ -25,7 +25,7 @@ def compose_driver(tmp_path, runner, clock=None, **kwargs):
     project = tmp_path / "docker-compose.yml"
     project.write_text("services: {api: {image: auditron/api}}\n")
     return platform_compose.ComposeDriver("primary", str(project), runner=runner, timeout=30, interval=1,
-                                  sleep=clock.sleep, clock=clock.clock, **kwargs)
+                                          sleep=clock.sleep, clock=clock.clock, **kwargs)
 
 
 def base_argv(tmp_path, project="auditron"):

@@ -151,7 +151,7 @@ class RecordingK8sClient:
 def k8s_driver(client, clock=None, **kwargs):
     clock = clock or FakeClock()
     return platform_kubernetes.KubernetesDriver("dr", client=client, timeout=60, interval=2, sleep=clock.sleep,
-                                     clock=clock.clock, **kwargs)
+                                                clock=clock.clock, **kwargs)
 
 
 def test_k8s_stop_annotates_and_scales_to_zero_in_one_merge_patch_then_waits_for_pods():
@@ -261,7 +261,7 @@ def test_k8s_deploy_applies_every_document_server_side_in_name_order(tmp_path):
     write_manifests(tmp_path / "k8s")
     client = RecordingK8sClient(exists=False)
     driver = platform_drivers.make_driver("kubernetes", "dr", state="deployed", client=client,
-                                  kubernetes={"manifests_dir": str(tmp_path / "k8s")})
+                                          kubernetes={"manifests_dir": str(tmp_path / "k8s")})
     driver.sleep, driver.interval = (lambda s: None), 0
     result = platform.ensure(driver, "deployed")
     applies = [c for c in client.calls if c[0] == "apply"]
@@ -285,7 +285,7 @@ def test_k8s_deploy_check_mode_sees_a_change_without_making_it(tmp_path):
     write_manifests(tmp_path / "k8s")
     client = RecordingK8sClient(exists=False)
     driver = platform_drivers.make_driver("kubernetes", "dr", state="deployed", client=client,
-                                  kubernetes={"manifests_dir": str(tmp_path / "k8s")})
+                                          kubernetes={"manifests_dir": str(tmp_path / "k8s")})
     result = platform.ensure(driver, "deployed", check_mode=True)
     assert result["changed"] and not client.objects
     assert all(c[5].get("dry_run") == "All" for c in client.calls if c[0] == "apply")
@@ -296,7 +296,7 @@ def test_k8s_deploy_refuses_a_manifest_for_another_namespace(tmp_path):
     directory.mkdir()
     (directory / "a.yaml").write_text("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x, namespace: default}\n")
     driver = platform_drivers.make_driver("kubernetes", "dr", state="deployed", client=RecordingK8sClient(exists=False),
-                                  kubernetes={"manifests_dir": str(directory)})
+                                          kubernetes={"manifests_dir": str(directory)})
     with pytest.raises(DRError) as err:
         platform.ensure(driver, "deployed")
     assert "is for namespace default, not auditron" in str(err.value)

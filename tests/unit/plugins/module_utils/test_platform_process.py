@@ -27,7 +27,7 @@ IGNORES_TERM = [sys.executable, "-c",
 def process_driver(tmp_path, command="sleeper", **kwargs):
     command = SLEEPER if command == "sleeper" else command
     return platform_process.ProcessDriver("test", str(tmp_path / "pids" / "app.json"), command=command,
-                                  log_file=str(tmp_path / "app.log"), timeout=10, **kwargs)
+                                          log_file=str(tmp_path / "app.log"), timeout=10, **kwargs)
 
 
 @pytest.fixture

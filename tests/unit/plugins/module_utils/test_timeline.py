@@ -288,5 +288,3 @@ def test_redact_nested_data_keys_and_longest_first():
                      "nested": {"********": {"deep": "******** and ********"}}}
     assert data["dsn"].endswith("hunter2@db/x")            # the input is not changed
     assert redact(data, None) == data and redact(data, None) is not data
-
-
