@@ -14,7 +14,7 @@ module does:
   (which also probes the repository first and reads back what was made);
 - PITR restore from repo2 to a time between two known writes, PostgreSQL started until
   promoted: raw `pgbackrest restore --type=time` + `pg_ctl start`, against
-  `pgbackrest.restore()` + `pginstance.manage(wait_for=promoted)` (the engines of the
+  `pgbackrest_restore.restore()` + `pginstance.manage(wait_for=promoted)` (the engines of the
   pgbackrest_restore and pg_instance modules). Each restored copy is checked: it must hold the
   row written before the target and not the one written after it.
 

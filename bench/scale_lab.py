@@ -128,8 +128,8 @@ if job["side"] == "raw":
             break
         time.sleep(0.1)
 else:
-    from ansible_collections.auditron.dr.plugins.module_utils import pgbackrest, pginstance
-    pgbackrest.restore(job["config"], pg_path, stanza=job["stanza"], target="time" if job.get("target_time") else "latest",
+    from ansible_collections.auditron.dr.plugins.module_utils import pgbackrest_restore, pginstance
+    pgbackrest_restore.restore(job["config"], pg_path, stanza=job["stanza"], target="time" if job.get("target_time") else "latest",
                        target_time=job.get("target_time"), repos=[job["repo"]], archive_mode="off", pg_bin_dir=bin_dir)
     restored = time.monotonic()
     pginstance.manage(pg_path, state="started", settings={"port": job["port"], "listen_addresses": "",

@@ -85,7 +85,7 @@ def lab():
 @pytest.fixture(scope="session")
 def key_file(tmp_path_factory):
     """A backup key file (key_source file) for the session's tests."""
-    from ansible_collections.auditron.dr.plugins.module_utils.crypto import generate_key_file  # pylint: disable=import-outside-toplevel
+    from ansible_collections.auditron.dr.plugins.module_utils.keyproviders import generate_key_file  # pylint: disable=import-outside-toplevel
     path = str(tmp_path_factory.mktemp("keys") / "backup.key")
     generate_key_file(path)
     return path

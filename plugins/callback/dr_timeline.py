@@ -126,7 +126,8 @@ from ansible.plugins.callback import CallbackBase
 
 from ansible_collections.auditron.dr.plugins.module_utils import drplan
 from ansible_collections.auditron.dr.plugins.module_utils.common import DRError, utc_now
-from ansible_collections.auditron.dr.plugins.module_utils.timeline import Timeline, summary_line, write_report
+from ansible_collections.auditron.dr.plugins.module_utils.timeline import Timeline
+from ansible_collections.auditron.dr.plugins.module_utils.timeline_render import summary_line, write_report
 
 _PHASE_VARS = ("dr_phase", "dr_phase_title", "dr_phase_plan_step", "dr_phase_budget_minutes", "dr_plan_phase")
 _UNSEEN = object()

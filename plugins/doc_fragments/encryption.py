@@ -33,7 +33,7 @@ options:
         type: dict
         suboptions:
           endpoint_url:
-            description: KMS endpoint URL; omit for AWS.
+            description: API endpoint URL; omit for AWS.
             type: str
             aliases: [endpoint]
           region:

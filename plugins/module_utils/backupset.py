@@ -27,7 +27,8 @@ import json
 import time
 
 from ansible_collections.auditron.dr.plugins.module_utils.common import UTC, DRError, first_line, parse_time, utc_now
-from ansible_collections.auditron.dr.plugins.module_utils.crypto import EncryptingWriter, describe_reference
+from ansible_collections.auditron.dr.plugins.module_utils.crypto import EncryptingWriter
+from ansible_collections.auditron.dr.plugins.module_utils.keyproviders import describe_reference
 from ansible_collections.auditron.dr.plugins.module_utils.storage import (
     FanOutWriter, Location, PrefixedLocation, locations_from_params)
 

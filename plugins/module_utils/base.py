@@ -4,7 +4,7 @@
 """The base every auditron.dr module is built on, after amazon.aws's AnsibleAWSModule.
 
 - the shared argument specs (PostgreSQL connection, object-store location, encryption key,
-  AWS endpoint), documented by the doc fragments of the same names;
+  AWS endpoint, KMS key, DNS record), documented by the doc fragments of the same names;
 - required-library checks with missing_required_lib;
 - one error path: DRError becomes fail_json(msg=...) with its details; anything else becomes
   fail_json with the traceback.
@@ -71,6 +71,32 @@ def aws_suboptions():
     )
 
 
+def kms_suboptions(key_id_required=False):
+    """An AWS KMS key and the endpoint to reach it (the inventory's `auditron_dr_kms`): preflight
+    checks one key (key_id required), pgbackrest_info decrypts with the key the ciphertext names."""
+    return dict(key_id=dict(type="str", required=key_id_required), **aws_suboptions())
+
+
+def dns_suboptions():
+    """One DNS record and how it is changed: the `dns` option of preflight (which checks it) and
+    dns_record (which switches it), so that one inventory variable (`auditron_dr_dns`) serves both.
+    The provider names and the default TTL are dnsswitch.PROVIDERS and dnsswitch.DEFAULT_TTL
+    (dnsswitch is not imported here: every module loads this file)."""
+    return dict(
+        provider=dict(type="str", choices=["rfc2136", "route53"], default="rfc2136"),
+        server=dict(type="str"),
+        port=dict(type="int", default=53),
+        zone=dict(type="str"),
+        record=dict(type="str", required=True),
+        tsig_key_file=dict(type="path"),
+        tsig_key_name=dict(type="str", no_log=False),
+        tsig_secret=dict(type="str", no_log=True),
+        tsig_algorithm=dict(type="str", default="hmac-sha256"),
+        ttl=dict(type="int", default=60),
+        route53=dict(type="dict", options=dict(zone_id=dict(type="str", required=True), **aws_suboptions())),
+    )
+
+
 def encryption_suboptions():
     """Where the key-encryption key comes from (envelope encryption, a data key per backup)."""
     return dict(
@@ -81,6 +107,8 @@ def encryption_suboptions():
         vault_url=dict(type="str"),
         vault_token=dict(type="str", no_log=True),
         vault_transit_mount=dict(type="str", default="transit"),
+        # The name of a transit key is not a secret: no_log=False tells validate-modules so (it
+        # guesses from the word "key"); no module needs to override it.
         vault_transit_key=dict(type="str", no_log=False),
         vault_namespace=dict(type="str"),
         vault_ca_bundle=dict(type="path"),

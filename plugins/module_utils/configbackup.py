@@ -59,7 +59,7 @@ import stat
 from ansible_collections.auditron.dr.plugins.module_utils import backupset
 from ansible_collections.auditron.dr.plugins.module_utils.common import (
     DRError, first_line, format_time, human_bytes, utc_now)
-from ansible_collections.auditron.dr.plugins.module_utils.crypto import provider_from_params
+from ansible_collections.auditron.dr.plugins.module_utils.keyproviders import provider_from_params
 from ansible_collections.auditron.dr.plugins.module_utils.kubeapi import KUBERNETES_KINDS, kubernetes_api_from_params
 
 BUNDLE_FORMAT = "auditron.dr/config-bundle"

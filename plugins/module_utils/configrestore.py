@@ -36,7 +36,8 @@ from ansible_collections.auditron.dr.plugins.module_utils.common import DRError,
 from ansible_collections.auditron.dr.plugins.module_utils.configbackup import (
     BUNDLE_FORMAT, DEFAULT_KEY_PREFIX, FORMAT_VERSION, TEMP_PREFIX, bundle_label, build_locations,
     check_backup_id, count_text, item_counts, list_locations, mode_text, read_manifest, selected_kinds)
-from ansible_collections.auditron.dr.plugins.module_utils.crypto import DecryptingReader, describe_reference
+from ansible_collections.auditron.dr.plugins.module_utils.crypto import DecryptingReader
+from ansible_collections.auditron.dr.plugins.module_utils.keyproviders import describe_reference
 from ansible_collections.auditron.dr.plugins.module_utils.kubeapi import DEFAULT_FIELD_MANAGER, kubernetes_api_from_params
 from ansible_collections.auditron.dr.plugins.module_utils.rewrite import Document, build_rules
 from ansible_collections.auditron.dr.plugins.module_utils.storage import missing_directories

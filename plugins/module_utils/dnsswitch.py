@@ -59,38 +59,6 @@ DEFAULT_SYNC_TIMEOUT = 120
 _NOT_IMPLEMENTED_STATUSES = (404, 501)
 
 
-def aws_endpoint_suboptions():
-    """The AWS endpoint options of `dns.route53` (as base.aws_suboptions(), kept here so that
-    this file stays importable without Ansible)."""
-    return dict(
-        endpoint_url=dict(type="str", aliases=["endpoint"]),
-        region=dict(type="str", default="us-east-1"),
-        access_key=dict(type="str", no_log=True),
-        secret_key=dict(type="str", no_log=True),
-        session_token=dict(type="str", no_log=True),
-        ca_bundle=dict(type="path", aliases=["ca_file"]),
-        validate_certs=dict(type="bool", default=True),
-    )
-
-
-def dns_suboptions():
-    """The `dns` option: the same shape as the preflight module's, so one inventory variable
-    (`auditron_dr_dns`) serves the preflight and the switch."""
-    return dict(
-        provider=dict(type="str", choices=list(PROVIDERS), default="rfc2136"),
-        server=dict(type="str"),
-        port=dict(type="int", default=53),
-        zone=dict(type="str"),
-        record=dict(type="str", required=True),
-        tsig_key_file=dict(type="path"),
-        tsig_key_name=dict(type="str", no_log=False),
-        tsig_secret=dict(type="str", no_log=True),
-        tsig_algorithm=dict(type="str", default="hmac-sha256"),
-        ttl=dict(type="int", default=DEFAULT_TTL),
-        route53=dict(type="dict", options=dict(zone_id=dict(type="str", required=True), **aws_endpoint_suboptions())),
-    )
-
-
 # ----------------------------------------------------------------------------------------------
 # Values
 # ----------------------------------------------------------------------------------------------

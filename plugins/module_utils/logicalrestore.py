@@ -39,8 +39,8 @@ from ansible_collections.auditron.dr.plugins.module_utils import catalog as cata
 from ansible_collections.auditron.dr.plugins.module_utils import pgdump
 from ansible_collections.auditron.dr.plugins.module_utils.common import (
     DRError, first_line, format_time, human_bytes, human_duration, parse_time)
-from ansible_collections.auditron.dr.plugins.module_utils.crypto import (
-    DecryptingReader, describe_reference, provider_for_reference, verify_stream)
+from ansible_collections.auditron.dr.plugins.module_utils.crypto import DecryptingReader, verify_stream
+from ansible_collections.auditron.dr.plugins.module_utils.keyproviders import describe_reference, provider_for_reference
 from ansible_collections.auditron.dr.plugins.module_utils.pg import connect, libpq_env, quote_ident, server_label
 from ansible_collections.auditron.dr.plugins.module_utils.pgdump import (
     READ_SIZE, StderrTail, find_tool, kill, peak_rss_bytes, reap, require_zstandard, split_by_size, table_name)

@@ -900,7 +900,7 @@ def delete_batch(destination, batch, sizes, summary):
 
 def run_mirror(params, check_mode=False, progress=None):
     """The object_mirror module's engine call: params as the module's argument spec gives them."""
-    from ansible_collections.auditron.dr.plugins.module_utils import crypto  # pylint: disable=import-outside-toplevel
+    from ansible_collections.auditron.dr.plugins.module_utils import keyproviders  # pylint: disable=import-outside-toplevel
     source, destination = endpoints_from_params(params["source"], params["destination"],
                                                 timeout=params.get("timeout") or 60,
                                                 retries=params.get("retries") or DEFAULT_RETRIES)
@@ -910,7 +910,7 @@ def run_mirror(params, check_mode=False, progress=None):
     if encryption and (encryption.get("key_source") or "file") != "none":
         crypt = params.get("encryption_mode") or "encrypt"
         if crypt == "encrypt":
-            provider = crypto.provider_from_params(encryption)
+            provider = keyproviders.provider_from_params(encryption)
     options = CopyOptions(part_size=int(params.get("part_size_mb") or 8) * MIB,
                           multipart_threshold=int(params.get("multipart_threshold_mb") or 256) * MIB,
                           attempts=params.get("retries") or DEFAULT_RETRIES, provider=provider, crypt=crypt,

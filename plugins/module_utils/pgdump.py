@@ -60,7 +60,7 @@ from ansible_collections.auditron.dr.plugins.module_utils import backupset
 from ansible_collections.auditron.dr.plugins.module_utils import catalog as catalog_mod
 from ansible_collections.auditron.dr.plugins.module_utils.common import (
     DRError, first_line, format_time, human_bytes, human_duration, utc_now)
-from ansible_collections.auditron.dr.plugins.module_utils.crypto import provider_from_params
+from ansible_collections.auditron.dr.plugins.module_utils.keyproviders import provider_from_params
 from ansible_collections.auditron.dr.plugins.module_utils.pg import (
     connect, libpq_env, quote_ident, server_facts, server_label)
 

@@ -337,7 +337,7 @@ app:
 
 from ansible.module_utils.basic import missing_required_lib
 
-from ansible_collections.auditron.dr.plugins.module_utils import platform
+from ansible_collections.auditron.dr.plugins.module_utils import platform, platform_drivers, platform_kubernetes
 from ansible_collections.auditron.dr.plugins.module_utils.base import AuditronModule
 
 
@@ -387,9 +387,10 @@ def argument_spec():
 
 
 def run(params, check_mode, progress):
-    driver = platform.make_driver(params["platform"], params["site"], state=params["state"], url=params["url"],
-                                  process=params["process"], compose=params["compose"],
-                                  kubernetes=params["kubernetes"], timeout=params["timeout"], progress=progress)
+    driver = platform_drivers.make_driver(params["platform"], params["site"], state=params["state"],
+                                          url=params["url"], process=params["process"], compose=params["compose"],
+                                          kubernetes=params["kubernetes"], timeout=params["timeout"],
+                                          progress=progress)
     return platform.ensure(driver, params["state"], replicas=params["replicas"], check_mode=check_mode,
                            wait=params["wait"])
 
@@ -398,11 +399,11 @@ def main():
     module = AuditronModule(argument_spec(), supports_check_mode=True)
     params = module.params
     if params["platform"] == "kubernetes":
-        missing = platform.kubernetes_missing()
+        missing = platform_kubernetes.kubernetes_missing()
         if missing:
             module.fail_json(msg=missing_required_lib(missing[0]), exception=missing[1])
-        if params["state"] == "deployed" and not platform.HAS_YAML:
-            module.fail_json(msg=missing_required_lib("PyYAML"), exception=platform.YAML_IMPORT_ERROR)
+        if params["state"] == "deployed" and not platform_kubernetes.HAS_YAML:
+            module.fail_json(msg=missing_required_lib("PyYAML"), exception=platform_kubernetes.YAML_IMPORT_ERROR)
     module.run(run, params, module.check_mode, module.log)
 
 

@@ -30,15 +30,8 @@ description:
     may return C(invoices), a list, which must be empty exactly when C(count) is 0. The lab's stand-in does.
 extends_documentation_fragment:
   - auditron.dr.postgres
+  - auditron.dr.read_only
   - ansible.builtin.action_common_attributes
-attributes:
-  check_mode:
-    support: full
-    details: Only reads; runs the same in check mode.
-  diff_mode:
-    support: none
-  platform:
-    platforms: posix
 options:
   site:
     description: Site name, shown in the checks and messages.
@@ -199,7 +192,7 @@ dr_report:
 
 from ansible.module_utils.basic import missing_required_lib
 
-from ansible_collections.auditron.dr.plugins.module_utils import pg, platform
+from ansible_collections.auditron.dr.plugins.module_utils import appverify, pg
 from ansible_collections.auditron.dr.plugins.module_utils.base import AuditronModule, postgres_argument_spec
 
 
@@ -231,7 +224,7 @@ def argument_spec():
 
 
 def verify(params, progress):
-    return platform.verify_app(
+    return appverify.verify_app(
         params["site"], params["url"], token=params["token"], postgres=params, db=params["db"],
         table=params["table"], schema=params["schema"], id_column=params["id_column"],
         created_column=params["created_column"], compare=params["compare"], check_data=params["check_data"],

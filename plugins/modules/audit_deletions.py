@@ -23,15 +23,8 @@ description:
   - Table and column names are only ever used quoted; values are passed as parameters.
 extends_documentation_fragment:
   - auditron.dr.postgres
+  - auditron.dr.read_only
   - ansible.builtin.action_common_attributes
-attributes:
-  check_mode:
-    support: full
-    details: It only reads.
-  diff_mode:
-    support: none
-  platform:
-    platforms: posix
 options:
   db:
     description: Database holding the table and the audit log.

@@ -31,16 +31,8 @@ description:
 extends_documentation_fragment:
   - auditron.dr.location
   - auditron.dr.encryption
+  - auditron.dr.read_only
   - ansible.builtin.action_common_attributes
-attributes:
-  check_mode:
-    support: full
-    details: The module only reads; it runs the same in check mode.
-  diff_mode:
-    support: none
-    details: Nothing is changed.
-  platform:
-    platforms: posix
 options:
   series:
     description: Only the backups of this series (the database name, by default). All series when omitted.
@@ -201,17 +193,10 @@ from ansible_collections.auditron.dr.plugins.module_utils.storage import (
     BOTO3_IMPORT_ERROR, HAS_BOTO3, locations_from_params)
 
 
-def encryption_options():
-    # A transit key's name is not a secret (base.encryption_suboptions leaves no_log unset on it).
-    options = encryption_suboptions()
-    options["vault_transit_key"]["no_log"] = False
-    return options
-
-
 def argument_spec():
     return dict(
         locations=dict(type="list", elements="dict", default=[], options=location_suboptions()),
-        encryption=dict(type="dict", options=encryption_options()),
+        encryption=dict(type="dict", options=encryption_suboptions()),
         series=dict(type="str"),
         latest_before=dict(type="str"),
         backup_id=dict(type="str"),

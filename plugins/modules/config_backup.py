@@ -445,8 +445,7 @@ from ansible_collections.auditron.dr.plugins.module_utils.base import (
     AuditronModule, encryption_suboptions, location_suboptions)
 from ansible_collections.auditron.dr.plugins.module_utils.configbackup import backup
 from ansible_collections.auditron.dr.plugins.module_utils.configrestore import restore
-from ansible_collections.auditron.dr.plugins.module_utils.crypto import (
-    CRYPTOGRAPHY_IMPORT_ERROR, HAS_CRYPTOGRAPHY)
+from ansible_collections.auditron.dr.plugins.module_utils.keyproviders import CRYPTOGRAPHY_IMPORT_ERROR, HAS_CRYPTOGRAPHY
 from ansible_collections.auditron.dr.plugins.module_utils.kubeapi import HAS_KUBERNETES, KUBERNETES_IMPORT_ERROR
 
 

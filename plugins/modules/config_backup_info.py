@@ -23,16 +23,8 @@ description:
   - Changes nothing.
 extends_documentation_fragment:
   - auditron.dr.location
+  - auditron.dr.read_only
   - ansible.builtin.action_common_attributes
-attributes:
-  check_mode:
-    support: full
-    details: Reads only; runs the same in check mode.
-  diff_mode:
-    support: none
-    details: Reads only.
-  platform:
-    platforms: posix
 options:
   key_prefix:
     description: Prefix under each location (its own O(locations[].prefix) included) where bundles live.

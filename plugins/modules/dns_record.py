@@ -27,6 +27,7 @@ description:
   - Returns RV(before) and RV(after) so that a failback can put the old value back, and a C(dr_report.dns_change)
     fragment for the C(auditron.dr.dr_timeline) callback.
 extends_documentation_fragment:
+  - auditron.dr.dns.required
   - ansible.builtin.action_common_attributes
 attributes:
   check_mode:
@@ -39,82 +40,6 @@ attributes:
   platform:
     platforms: posix
 options:
-  dns:
-    description:
-      - The record and how it is changed; the same shape as the C(dns) option of M(auditron.dr.preflight), so one
-        inventory variable (C(auditron_dr_dns)) serves both.
-    type: dict
-    required: true
-    suboptions:
-      provider:
-        description: V(rfc2136) (dynamic update with TSIG, BIND and friends) or V(route53).
-        type: str
-        choices: [rfc2136, route53]
-        default: rfc2136
-      server:
-        description: Authoritative (primary) server of the zone, for V(rfc2136). Queries and updates go to it over TCP.
-        type: str
-      port:
-        description: Its port.
-        type: int
-        default: 53
-      zone:
-        description: Zone that holds O(dns.record), for V(rfc2136).
-        type: str
-      record:
-        description: The name to switch, for example V(api.auditron.ai).
-        type: str
-        required: true
-      tsig_key_file:
-        description: BIND/nsupdate key file with the TSIG key.
-        type: path
-      tsig_key_name:
-        description: TSIG key name, when not read from O(dns.tsig_key_file).
-        type: str
-      tsig_secret:
-        description: Base64 TSIG secret, when not read from O(dns.tsig_key_file). Never logged.
-        type: str
-      tsig_algorithm:
-        description: TSIG algorithm, when not read from O(dns.tsig_key_file).
-        type: str
-        default: hmac-sha256
-      ttl:
-        description: TTL the record gets when O(ttl) is not given.
-        type: int
-        default: 60
-      route53:
-        description: Route53 hosted zone and the AWS endpoint to reach it, for V(route53).
-        type: dict
-        suboptions:
-          zone_id:
-            description: Hosted zone id.
-            type: str
-            required: true
-          endpoint_url:
-            description: API endpoint URL; omit for AWS.
-            type: str
-            aliases: [endpoint]
-          region:
-            description: AWS region.
-            type: str
-            default: us-east-1
-          access_key:
-            description: Access key id. Never logged.
-            type: str
-          secret_key:
-            description: Secret access key. Never logged.
-            type: str
-          session_token:
-            description: Session token. Never logged.
-            type: str
-          ca_bundle:
-            description: CA bundle for the endpoint's certificate.
-            type: path
-            aliases: [ca_file]
-          validate_certs:
-            description: Verify the endpoint's TLS certificate.
-            type: bool
-            default: true
   type:
     description: Record type.
     type: str
@@ -290,12 +215,12 @@ msg:
 from ansible.module_utils.basic import missing_required_lib
 
 from ansible_collections.auditron.dr.plugins.module_utils import aws, dnsswitch
-from ansible_collections.auditron.dr.plugins.module_utils.base import AuditronModule
+from ansible_collections.auditron.dr.plugins.module_utils.base import AuditronModule, dns_suboptions
 
 
 def argument_spec():
     return dict(
-        dns=dict(type="dict", required=True, options=dnsswitch.dns_suboptions()),
+        dns=dict(type="dict", required=True, options=dns_suboptions()),
         type=dict(type="str", choices=list(dnsswitch.RECORD_TYPES), default="A"),
         value=dict(type="list", elements="str", required=True),
         expect=dict(type="list", elements="str"),

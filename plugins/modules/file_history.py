@@ -275,10 +275,10 @@ def argument_spec():
 
 
 def _options(params, operation):
-    from ansible_collections.auditron.dr.plugins.module_utils import crypto  # pylint: disable=import-outside-toplevel
+    from ansible_collections.auditron.dr.plugins.module_utils import keyproviders  # pylint: disable=import-outside-toplevel
     encryption = params.get("encryption")
     active = bool(encryption) and (encryption.get("key_source") or "file") != "none"
-    provider = crypto.provider_from_params(encryption) if active and operation == "sync" else None
+    provider = keyproviders.provider_from_params(encryption) if active and operation == "sync" else None
     return mirror.CopyOptions(part_size=params["part_size_mb"] * s3client.MIB, attempts=params["retries"],
                               multipart_threshold=params["multipart_threshold_mb"] * s3client.MIB,
                               provider=provider, crypt="encrypt" if provider is not None else None,

@@ -22,15 +22,8 @@ description:
     is damaged or down; that is the answer it exists to give.
 extends_documentation_fragment:
   - auditron.dr.postgres
+  - auditron.dr.read_only
   - ansible.builtin.action_common_attributes
-attributes:
-  check_mode:
-    support: full
-    details: It only reads; check mode runs the same checks.
-  diff_mode:
-    support: none
-  platform:
-    platforms: posix
 options:
   db:
     description: Database to assess.

@@ -224,17 +224,9 @@ from ansible.module_utils.basic import missing_required_lib
 from ansible_collections.auditron.dr.plugins.module_utils import logicalrestore, pgdump
 from ansible_collections.auditron.dr.plugins.module_utils.base import (
     AuditronModule, encryption_suboptions, location_suboptions, postgres_argument_spec)
-from ansible_collections.auditron.dr.plugins.module_utils.crypto import (
-    CRYPTOGRAPHY_IMPORT_ERROR, HAS_CRYPTOGRAPHY)
+from ansible_collections.auditron.dr.plugins.module_utils.keyproviders import CRYPTOGRAPHY_IMPORT_ERROR, HAS_CRYPTOGRAPHY
 from ansible_collections.auditron.dr.plugins.module_utils.pg import HAS_PSYCOPG2, PSYCOPG2_IMPORT_ERROR
 from ansible_collections.auditron.dr.plugins.module_utils.storage import BOTO3_IMPORT_ERROR, HAS_BOTO3
-
-
-def encryption_options():
-    # A transit key's name is not a secret (base.encryption_suboptions leaves no_log unset on it).
-    options = encryption_suboptions()
-    options["vault_transit_key"]["no_log"] = False
-    return options
 
 
 def argument_spec():
@@ -246,7 +238,7 @@ def argument_spec():
         before=dict(type="str"),
         series=dict(type="str", default="auditron"),
         locations=dict(type="list", elements="dict", default=[], options=location_suboptions()),
-        encryption=dict(type="dict", options=encryption_options()),
+        encryption=dict(type="dict", options=encryption_suboptions()),
         jobs=dict(type="int", default=2),
         spool_dir=dict(type="path"),
         tables=dict(type="list", elements="str"),

@@ -23,6 +23,7 @@ description:
     RV(repos[].type) says what was made.
   - Runs pgBackRest as the user running the module; use C(become_user) with the PostgreSQL OS user.
 extends_documentation_fragment:
+  - auditron.dr.pgbackrest
   - ansible.builtin.action_common_attributes
 attributes:
   check_mode:
@@ -33,14 +34,6 @@ attributes:
   platform:
     platforms: posix
 options:
-  config:
-    description: pgBackRest configuration file.
-    type: path
-    default: /etc/pgbackrest/pgbackrest.conf
-  stanza:
-    description: Stanza to back up.
-    type: str
-    default: auditron
   type:
     description: Backup type.
     type: str
@@ -63,15 +56,6 @@ options:
     type: list
     elements: str
     default: []
-  probe_timeout:
-    description: Seconds a repository's endpoint has to accept a connection; a repository that does not is reported
-      failed at once instead of after pgBackRest's retries.
-    type: float
-    default: 5
-  binary:
-    description: pgBackRest executable.
-    type: path
-    default: pgbackrest
 requirements:
   - pgBackRest 2.45 or later on the host
 seealso:

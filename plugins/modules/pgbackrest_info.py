@@ -27,24 +27,11 @@ description:
     read and the passphrase is returned as RV(cipher_pass). Run that task with C(no_log).
   - Runs pgBackRest as the user running the module; use C(become_user) with the PostgreSQL OS user.
 extends_documentation_fragment:
+  - auditron.dr.pgbackrest
+  - auditron.dr.kms
+  - auditron.dr.read_only
   - ansible.builtin.action_common_attributes
-attributes:
-  check_mode:
-    support: full
-    details: Only reads; runs the same in check mode.
-  diff_mode:
-    support: none
-  platform:
-    platforms: posix
 options:
-  config:
-    description: pgBackRest configuration file.
-    type: path
-    default: /etc/pgbackrest/pgbackrest.conf
-  stanza:
-    description: Stanza to read.
-    type: str
-    default: auditron
   repos:
     description: Repository numbers to read; all configured ones when empty.
     type: list
@@ -54,56 +41,16 @@ options:
     description: Read when each repository's newest WAL segment arrived (one listing per repository).
     type: bool
     default: true
-  probe_timeout:
-    description: Seconds a repository's endpoint has to accept a connection before it is reported unreachable.
-    type: float
-    default: 5
   io_timeout:
     description: pgBackRest C(io-timeout) for these reads, in seconds. Short, so that a stalled endpoint is reported
       quickly.
     type: int
     default: 10
-  binary:
-    description: pgBackRest executable.
-    type: path
-    default: pgbackrest
   cipher_pass_kms_blob:
     description:
       - Base64 AWS KMS ciphertext of a repository cipher passphrase. When set, the module only decrypts it with
         O(kms) and returns it as RV(cipher_pass). Never logged.
     type: str
-  kms:
-    description: The KMS endpoint for O(cipher_pass_kms_blob).
-    type: dict
-    suboptions:
-      key_id:
-        description: Key id, ARN or alias the ciphertext must belong to; any key of the account when omitted.
-        type: str
-      endpoint_url:
-        description: API endpoint URL; omit for AWS.
-        type: str
-        aliases: [endpoint]
-      region:
-        description: AWS region.
-        type: str
-        default: us-east-1
-      access_key:
-        description: Access key id. Never logged.
-        type: str
-      secret_key:
-        description: Secret access key. Never logged.
-        type: str
-      session_token:
-        description: Session token. Never logged.
-        type: str
-      ca_bundle:
-        description: CA bundle for the endpoint's certificate.
-        type: path
-        aliases: [ca_file]
-      validate_certs:
-        description: Verify the endpoint's TLS certificate.
-        type: bool
-        default: true
 requirements:
   - pgBackRest 2.45 or later on the host
   - boto3, only for O(cipher_pass_kms_blob)
@@ -228,7 +175,7 @@ from ansible.module_utils.basic import missing_required_lib
 
 from ansible_collections.auditron.dr.plugins.module_utils import pgbackrest
 from ansible_collections.auditron.dr.plugins.module_utils.aws import BOTO3_IMPORT_ERROR, HAS_BOTO3
-from ansible_collections.auditron.dr.plugins.module_utils.base import AuditronModule, aws_suboptions
+from ansible_collections.auditron.dr.plugins.module_utils.base import AuditronModule, kms_suboptions
 
 
 def argument_spec():
@@ -241,7 +188,7 @@ def argument_spec():
         io_timeout=dict(type="int", default=10),
         binary=dict(type="path", default=pgbackrest.DEFAULT_BINARY),
         cipher_pass_kms_blob=dict(type="str", no_log=True),
-        kms=dict(type="dict", options=dict(key_id=dict(type="str"), **aws_suboptions())),
+        kms=dict(type="dict", options=kms_suboptions()),
     )
 
 

@@ -29,6 +29,7 @@ description:
   - The restored cluster is not started; use M(auditron.dr.pg_instance) (or the service manager) for that.
   - Runs pgBackRest as the user running the module; use C(become_user) with the PostgreSQL OS user.
 extends_documentation_fragment:
+  - auditron.dr.pgbackrest
   - ansible.builtin.action_common_attributes
 attributes:
   check_mode:
@@ -40,14 +41,6 @@ attributes:
   platform:
     platforms: posix
 options:
-  config:
-    description: pgBackRest configuration file.
-    type: path
-    default: /etc/pgbackrest/pgbackrest.conf
-  stanza:
-    description: Stanza to restore from.
-    type: str
-    default: auditron
   pg_path:
     description: Data directory to restore into. Created (mode 0700) when absent.
     type: path
@@ -105,10 +98,6 @@ options:
   process_max:
     description: Parallel processes for the restore; the configuration's value when omitted.
     type: int
-  probe_timeout:
-    description: Seconds a repository's endpoint has to accept a connection.
-    type: float
-    default: 5
   io_timeout:
     description: pgBackRest C(io-timeout) for reading each repository's info before choosing it, in seconds.
     type: int
@@ -116,10 +105,6 @@ options:
   bin_dir:
     description: Directory of PostgreSQL's programs (for C(pg_controldata)); found on PATH when omitted.
     type: path
-  binary:
-    description: pgBackRest executable.
-    type: path
-    default: pgbackrest
 requirements:
   - pgBackRest 2.45 or later on the host
 seealso:
@@ -200,7 +185,7 @@ duration_seconds:
   type: float
 """
 
-from ansible_collections.auditron.dr.plugins.module_utils import pgbackrest
+from ansible_collections.auditron.dr.plugins.module_utils import pgbackrest, pgbackrest_restore
 from ansible_collections.auditron.dr.plugins.module_utils.base import AuditronModule
 
 
@@ -209,13 +194,13 @@ def argument_spec():
         config=dict(type="path", default="/etc/pgbackrest/pgbackrest.conf"),
         stanza=dict(type="str", default=pgbackrest.DEFAULT_STANZA),
         pg_path=dict(type="path", required=True, aliases=["data_dir"]),
-        target=dict(type="str", choices=list(pgbackrest.RESTORE_TARGETS), default="latest"),
+        target=dict(type="str", choices=list(pgbackrest_restore.RESTORE_TARGETS), default="latest"),
         target_time=dict(type="str"),
         target_timeline=dict(type="str"),
-        target_action=dict(type="str", choices=list(pgbackrest.TARGET_ACTIONS), default="promote"),
+        target_action=dict(type="str", choices=list(pgbackrest_restore.TARGET_ACTIONS), default="promote"),
         standby=dict(type="bool", default=False),
         repos=dict(type="list", elements="int", default=[]),
-        archive_mode=dict(type="str", choices=list(pgbackrest.ARCHIVE_MODES), default="off"),
+        archive_mode=dict(type="str", choices=list(pgbackrest_restore.ARCHIVE_MODES), default="off"),
         recovery_options=dict(type="dict", default={}),
         delta=dict(type="bool", default=False),
         force=dict(type="bool", default=False),
@@ -231,7 +216,7 @@ def main():
     module = AuditronModule(argument_spec(), supports_check_mode=True,
                             required_if=[("target", "time", ["target_time"])])
     params = module.params
-    module.run(pgbackrest.restore, params["config"], params["pg_path"], stanza=params["stanza"],
+    module.run(pgbackrest_restore.restore, params["config"], params["pg_path"], stanza=params["stanza"],
                target=params["target"], target_time=params["target_time"], repos=params["repos"],
                archive_mode=params["archive_mode"], target_action=params["target_action"], standby=params["standby"],
                recovery_options=params["recovery_options"], delta=params["delta"], force=params["force"],

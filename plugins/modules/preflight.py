@@ -25,6 +25,8 @@ description:
 extends_documentation_fragment:
   - auditron.dr.postgres
   - auditron.dr.location
+  - auditron.dr.kms.key_required
+  - auditron.dr.dns
   - ansible.builtin.action_common_attributes
 attributes:
   check_mode:
@@ -53,113 +55,6 @@ options:
     type: str
     choices: [primary, standby, any]
     default: any
-  kms:
-    description: KMS key to check. Omit to skip the check.
-    type: dict
-    suboptions:
-      key_id:
-        description: Key id, ARN or alias.
-        type: str
-        required: true
-      endpoint_url:
-        description: API endpoint URL; omit for AWS.
-        type: str
-        aliases: [endpoint]
-      region:
-        description: AWS region.
-        type: str
-        default: us-east-1
-      access_key:
-        description: Access key id. Never logged.
-        type: str
-      secret_key:
-        description: Secret access key. Never logged.
-        type: str
-      session_token:
-        description: Session token. Never logged.
-        type: str
-      ca_bundle:
-        description: CA bundle for the endpoint's certificate.
-        type: path
-        aliases: [ca_file]
-      validate_certs:
-        description: Verify the endpoint's TLS certificate.
-        type: bool
-        default: true
-  dns:
-    description: DNS record and how it is changed. Omit to skip the check.
-    type: dict
-    suboptions:
-      provider:
-        description: V(rfc2136) (dynamic update with TSIG, BIND and friends) or V(route53).
-        type: str
-        choices: [rfc2136, route53]
-        default: rfc2136
-      server:
-        description: Authoritative server for V(rfc2136).
-        type: str
-      port:
-        description: Its port.
-        type: int
-        default: 53
-      zone:
-        description: Zone that holds O(dns.record).
-        type: str
-      record:
-        description: The API's name, for example V(api.auditron.ai).
-        type: str
-        required: true
-      tsig_key_file:
-        description: BIND/nsupdate key file with the TSIG key.
-        type: path
-      tsig_key_name:
-        description: TSIG key name, when not read from O(dns.tsig_key_file).
-        type: str
-      tsig_secret:
-        description: Base64 TSIG secret, when not read from O(dns.tsig_key_file). Never logged.
-        type: str
-      tsig_algorithm:
-        description: TSIG algorithm.
-        type: str
-        default: hmac-sha256
-      ttl:
-        description: TTL the record should have. Not used by the check; accepted so that one DNS variable serves
-          preflight and the switch.
-        type: int
-        default: 60
-      route53:
-        description: Route53 hosted zone and the AWS endpoint to reach it.
-        type: dict
-        suboptions:
-          zone_id:
-            description: Hosted zone id.
-            type: str
-            required: true
-          endpoint_url:
-            description: API endpoint URL; omit for AWS.
-            type: str
-            aliases: [endpoint]
-          region:
-            description: AWS region.
-            type: str
-            default: us-east-1
-          access_key:
-            description: Access key id. Never logged.
-            type: str
-          secret_key:
-            description: Secret access key. Never logged.
-            type: str
-          session_token:
-            description: Session token. Never logged.
-            type: str
-          ca_bundle:
-            description: CA bundle for the endpoint's certificate.
-            type: path
-            aliases: [ca_file]
-          validate_certs:
-            description: Verify the endpoint's TLS certificate.
-            type: bool
-            default: true
   app:
     description: Application to check. Omit to skip the check.
     type: dict
@@ -257,7 +152,7 @@ table:
 
 from ansible_collections.auditron.dr.plugins.module_utils import preflight
 from ansible_collections.auditron.dr.plugins.module_utils.base import (
-    AuditronModule, aws_suboptions, location_suboptions, postgres_argument_spec)
+    AuditronModule, dns_suboptions, kms_suboptions, location_suboptions, postgres_argument_spec)
 
 
 def argument_spec():
@@ -268,14 +163,8 @@ def argument_spec():
         check_database=dict(type="bool", default=True),
         expected_role=dict(type="str", choices=["primary", "standby", "any"], default="any"),
         locations=dict(type="list", elements="dict", default=[], options=location_suboptions()),
-        kms=dict(type="dict", options=dict(key_id=dict(type="str", required=True), **aws_suboptions())),
-        dns=dict(type="dict", options=dict(
-            provider=dict(type="str", choices=["rfc2136", "route53"], default="rfc2136"),
-            server=dict(type="str"), port=dict(type="int", default=53), zone=dict(type="str"),
-            record=dict(type="str", required=True), tsig_key_file=dict(type="path"),
-            tsig_key_name=dict(type="str", no_log=False), tsig_secret=dict(type="str", no_log=True),
-            tsig_algorithm=dict(type="str", default="hmac-sha256"), ttl=dict(type="int", default=60),
-            route53=dict(type="dict", options=dict(zone_id=dict(type="str", required=True), **aws_suboptions())))),
+        kms=dict(type="dict", options=kms_suboptions(key_id_required=True)),
+        dns=dict(type="dict", options=dns_suboptions()),
         app=dict(type="dict", options=dict(url=dict(type="str", required=True), ca_bundle=dict(type="path"),
                                            timeout=dict(type="float", default=5))),
         write_probes=dict(type="bool", default=True),

@@ -211,7 +211,7 @@ def probe_table(lab):
 def test_failures_are_one_line_and_never_show_secrets(lab, tmp_path, probe_table):
     """In one play (read-only for the lab): verify against data the app does not serve, verify
     with a wrong token, and stop through a pid file that names another process."""
-    from ansible_collections.auditron.dr.plugins.module_utils import platform  # pylint: disable=import-outside-toplevel
+    from ansible_collections.auditron.dr.plugins.module_utils import platform_process  # pylint: disable=import-outside-toplevel
     app, pgconf = lab["sites"]["primary"]["app"], lab["sites"]["primary"]["postgres"]
     connection = {"login_host": pgconf["host"], "login_port": pgconf["port"], "login_user": pgconf["user"],
                   "login_password": pgconf["password"], "db": pgconf["database"]}
@@ -219,7 +219,7 @@ def test_failures_are_one_line_and_never_show_secrets(lab, tmp_path, probe_table
     sleeper = subprocess.Popen(["sleep", "60"])
     try:
         pid_file = tmp_path / "app.json"
-        pid_file.write_text(json.dumps({"pid": sleeper.pid, "start_time": platform.proc_start_time(sleeper.pid),
+        pid_file.write_text(json.dumps({"pid": sleeper.pid, "start_time": platform_process.proc_start_time(sleeper.pid),
                                         "argv": ["sleep", "60"]}))
         tasks = [
             {"name": "other data", "ignore_errors": True,
@@ -269,7 +269,7 @@ KUBECONFIG = os.environ.get("AUDITRON_TEST_KUBECONFIG")
 def test_kubernetes_driver_against_a_real_cluster(tmp_path):
     """Deploy a two-replica Deployment (pause image) into a fresh namespace, stop it (2 remembered
     in the annotation), start it again (2 ready), then delete the namespace."""
-    from ansible_collections.auditron.dr.plugins.module_utils import platform  # pylint: disable=import-outside-toplevel
+    from ansible_collections.auditron.dr.plugins.module_utils import platform, platform_drivers, platform_kubernetes  # pylint: disable=import-outside-toplevel
     namespace = "auditron-dr-test-%s" % uuid.uuid4().hex[:6]
     manifests = tmp_path / "k8s"
     manifests.mkdir()
@@ -280,12 +280,12 @@ def test_kubernetes_driver_against_a_real_cluster(tmp_path):
                               "spec": {"terminationGracePeriodSeconds": 1,
                                        "containers": [{"name": "api", "image": "registry.k8s.io/pause:3.9"}]}}}}))
     kube = {"kubeconfig": KUBECONFIG, "namespace": namespace, "manifests_dir": str(manifests)}
-    client = platform.kubernetes_client({"kubeconfig": KUBECONFIG})
+    client = platform_kubernetes.kubernetes_client({"kubeconfig": KUBECONFIG})
     namespaces = client.resources.get(api_version="v1", kind="Namespace")
     client.create(namespaces, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
     try:
         def driver(state):
-            return platform.make_driver("kubernetes", "test", state=state, kubernetes=kube, timeout=240)
+            return platform_drivers.make_driver("kubernetes", "test", state=state, kubernetes=kube, timeout=240)
         deployed = platform.ensure(driver("deployed"), "deployed")
         assert deployed["changed"] and deployed["replicas"] == 2
         assert not platform.ensure(driver("deployed"), "deployed")["changed"]

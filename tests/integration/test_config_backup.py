@@ -30,7 +30,7 @@ import pytest
 from ansible_collections.auditron.dr.plugins.module_utils import configbackup as cb
 from ansible_collections.auditron.dr.plugins.module_utils import configrestore
 from ansible_collections.auditron.dr.plugins.module_utils.common import DRError
-from ansible_collections.auditron.dr.plugins.module_utils.crypto import generate_key_file
+from ansible_collections.auditron.dr.plugins.module_utils.keyproviders import generate_key_file
 from ansible_collections.auditron.dr.plugins.module_utils.storage import location_from_params
 from tests.conftest import REPO, VENV_BIN, ansible_env
 

@@ -19,7 +19,7 @@ import pytest
 
 from ansible_collections.auditron.dr.plugins.module_utils import catalog, logicalrestore, pgdump
 from ansible_collections.auditron.dr.plugins.module_utils.common import DRError, format_time, parse_time
-from ansible_collections.auditron.dr.plugins.module_utils.crypto import generate_key_file
+from ansible_collections.auditron.dr.plugins.module_utils.keyproviders import generate_key_file
 from ansible_collections.auditron.dr.plugins.module_utils.storage import location_from_params
 from tests.conftest import REPO
 from tests.helpers.faults import (LOGICAL_BACKUP_PLAYBOOK, admin, database_exists, kms_encryption, pg_params,

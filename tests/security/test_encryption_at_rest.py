@@ -24,7 +24,7 @@ import time
 import pytest
 import zstandard
 
-from ansible_collections.auditron.dr.plugins.module_utils import catalog, crypto, pgdump
+from ansible_collections.auditron.dr.plugins.module_utils import catalog, crypto, keyproviders, pgdump
 from ansible_collections.auditron.dr.plugins.module_utils.common import DRError
 from tests.helpers import faults
 from tests.security.conftest import PREFIX, RUN
@@ -181,7 +181,7 @@ def test_without_the_key_nothing_reads_the_backup(lab, seeded, tmp_path):
     assert MARKER in zstandard.ZstdDecompressor().stream_reader(raw).read()  # ...anyone can decompress it
 
     key_file = tmp_path / "backup.key"
-    crypto.generate_key_file(str(key_file))
+    keyproviders.generate_key_file(str(key_file))
     made = pgdump.backup(postgres, [{"name": "local", "type": "local", "path": str(sealed_dir)}],
                          faults.file_encryption(key_file), database=database, series="security-sealed-%s" % RUN)
     sealed = os.path.join(str(sealed_dir), made["artifact_key"])
@@ -191,7 +191,7 @@ def test_without_the_key_nothing_reads_the_backup(lab, seeded, tmp_path):
     with pytest.raises(zstandard.ZstdError):
         zstandard.ZstdDecompressor().stream_reader(stored).read()
     other = tmp_path / "other.key"
-    crypto.generate_key_file(str(other))
+    keyproviders.generate_key_file(str(other))
     with open(sealed, "rb") as handle:
         with pytest.raises(DRError, match="wrong key"):
             crypto.DecryptingReader(handle, faults.file_encryption(other), what=sealed).read(1)

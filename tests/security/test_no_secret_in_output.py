@@ -17,8 +17,8 @@ import time
 
 import pytest
 
-from ansible_collections.auditron.dr.plugins.module_utils import catalog, crypto
-from ansible_collections.auditron.dr.plugins.module_utils.crypto import generate_key_file
+from ansible_collections.auditron.dr.plugins.module_utils import catalog, crypto, keyproviders
+from ansible_collections.auditron.dr.plugins.module_utils.keyproviders import generate_key_file
 from tests.conftest import REPO
 from tests.helpers import faults
 from tests.security.conftest import PREFIX, RUN, files_under, key_forms, lab_secrets, search, text_forms
@@ -135,7 +135,7 @@ def logical_data_key(lab, local_dir):
     with open(artifact, "rb") as handle:
         header = crypto.read_header(handle, what=artifact)
     encryption = faults.kms_encryption(lab)
-    provider = crypto.provider_for_reference(header.key_reference, encryption)
+    provider = keyproviders.provider_for_reference(header.key_reference, encryption)
     return provider.unwrap(header.wrapped_key, header.key_reference, header.context)
 
 
@@ -157,7 +157,7 @@ def test_no_secret_in_any_output_log_or_report(lab, runs, security_stanza, tmp_p
     assert listed["latest_valid_id"] == made["backup_id"], listed
     runs.outputs["backup_catalog deep -vvv (key file)"] = raw.encode()
     with open(str(key_file), "rb") as handle:
-        needles.update(key_forms("key file", crypto.load_key_file(str(key_file))))
+        needles.update(key_forms("key file", keyproviders.load_key_file(str(key_file))))
         needles["key file (as stored)"] = handle.read()
     assert len(needles) >= 12, sorted(needles)
 

@@ -26,7 +26,7 @@ import pytest
 
 from ansible_collections.auditron.dr.plugins.module_utils import catalog, logicalrestore, pgdump
 from ansible_collections.auditron.dr.plugins.module_utils.common import DRError
-from ansible_collections.auditron.dr.plugins.module_utils.crypto import generate_key_file, load_key_file
+from ansible_collections.auditron.dr.plugins.module_utils.keyproviders import generate_key_file, load_key_file
 from tests.conftest import REPO
 from tests.helpers import faults
 from tests.security.conftest import RUN

@@ -22,7 +22,7 @@ import urllib.parse
 
 import pytest
 
-from ansible_collections.auditron.dr.plugins.module_utils.crypto import generate_key_file
+from ansible_collections.auditron.dr.plugins.module_utils.keyproviders import generate_key_file
 
 # Without the client the stand-ins cannot be built: every test module that loads this is skipped.
 kubernetes = pytest.importorskip("kubernetes")

@@ -12,7 +12,7 @@ import pytest
 
 from ansible_collections.auditron.dr.plugins.module_utils import catalog, pgdump
 from ansible_collections.auditron.dr.plugins.module_utils.common import format_time, utc_now
-from ansible_collections.auditron.dr.plugins.module_utils.crypto import generate_key_file
+from ansible_collections.auditron.dr.plugins.module_utils.keyproviders import generate_key_file
 from ansible_collections.auditron.dr.plugins.module_utils.storage import LocalLocation
 
 

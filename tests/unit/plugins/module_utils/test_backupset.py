@@ -13,7 +13,7 @@ import pytest
 
 from ansible_collections.auditron.dr.plugins.module_utils import backupset
 from ansible_collections.auditron.dr.plugins.module_utils.common import UTC, DRError
-from ansible_collections.auditron.dr.plugins.module_utils.crypto import FileKeyProvider, generate_key_file
+from ansible_collections.auditron.dr.plugins.module_utils.keyproviders import FileKeyProvider, generate_key_file
 from ansible_collections.auditron.dr.plugins.module_utils.storage import LocalLocation, PrefixedLocation
 
 

@@ -16,7 +16,7 @@ import pytest
 
 from ansible_collections.auditron.dr.plugins.module_utils import catalog, logicalrestore, pgbackrest, pgdump
 from ansible_collections.auditron.dr.plugins.module_utils.common import DRError, format_time, parse_time
-from ansible_collections.auditron.dr.plugins.module_utils.crypto import FileKeyProvider, generate_key_file
+from ansible_collections.auditron.dr.plugins.module_utils.keyproviders import FileKeyProvider, generate_key_file
 from ansible_collections.auditron.dr.plugins.module_utils.storage import LocalLocation
 
 NOW = parse_time("2026-11-24T12:00:00Z")

@@ -157,3 +157,12 @@ def test_without_waiting_a_pending_change_is_read_back_from_the_api():
     assert result["changed"] and not zone.answered
     assert result["verified_from"]["values"] == ["127.0.0.12"]
     assert result["verified_from"]["method"] == "ListResourceRecordSets (the change is PENDING)"
+
+
+def test_the_dns_option_offers_what_the_switch_supports():
+    # base.dns_suboptions cannot import dnsswitch (every module loads base): this keeps them in step.
+    from ansible_collections.auditron.dr.plugins.module_utils.base import dns_suboptions  # pylint: disable=import-outside-toplevel
+    options = dns_suboptions()
+    assert options["provider"]["choices"] == list(dnsswitch.PROVIDERS)
+    assert options["ttl"]["default"] == dnsswitch.DEFAULT_TTL
+    assert options["route53"]["options"]["zone_id"]["required"]

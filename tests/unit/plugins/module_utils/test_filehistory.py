@@ -431,12 +431,12 @@ def test_the_lock_keeps_two_syncs_apart(world):
 
 
 def test_encrypted_backups_restore_to_plaintext(world, tmp_path):
-    from ansible_collections.auditron.dr.plugins.module_utils import crypto  # pylint: disable=import-outside-toplevel
+    from ansible_collections.auditron.dr.plugins.module_utils import keyproviders  # pylint: disable=import-outside-toplevel
     server, source, backup = world
     key_file = str(tmp_path / "files.key")
-    crypto.generate_key_file(key_file)
+    keyproviders.generate_key_file(key_file)
     params = {"key_source": "file", "key_file": key_file}
-    options = mirror.CopyOptions(crypt="encrypt", provider=crypto.provider_from_params(params), encryption_params=params)
+    options = mirror.CopyOptions(crypt="encrypt", provider=keyproviders.provider_from_params(params), encryption_params=params)
     source.put("a.pdf", b"%PDF secret " * 50, content_type="application/pdf")
     first = filehistory.sync(source, backup, now=T0, options=options)
     stored = backup.child("current").get_bytes("a.pdf")

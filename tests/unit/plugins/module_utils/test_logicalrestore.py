@@ -17,7 +17,7 @@ import pytest
 
 from ansible_collections.auditron.dr.plugins.module_utils import catalog, logicalrestore
 from ansible_collections.auditron.dr.plugins.module_utils.common import DRError
-from ansible_collections.auditron.dr.plugins.module_utils.crypto import FileKeyProvider, generate_key_file
+from ansible_collections.auditron.dr.plugins.module_utils.keyproviders import FileKeyProvider, generate_key_file
 
 # Loaded by path, so that the tests do not depend on how tests/ is laid out as packages.
 _SPEC = importlib.util.spec_from_file_location(

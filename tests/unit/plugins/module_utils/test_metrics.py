@@ -20,7 +20,8 @@ import pytest
 
 from ansible_collections.auditron.dr.plugins.module_utils import metrics
 from ansible_collections.auditron.dr.plugins.module_utils.common import DRError
-from ansible_collections.auditron.dr.plugins.module_utils.timeline import Timeline, write_report
+from ansible_collections.auditron.dr.plugins.module_utils.timeline import Timeline
+from ansible_collections.auditron.dr.plugins.module_utils.timeline_render import write_report
 
 UTC = datetime.timezone.utc
 T0 = 1795000000.0     # 2026-11-18, a fixed clock for the runs below

@@ -195,13 +195,13 @@ def test_a_server_that_does_not_sort_is_handled(stores):
 
 
 def test_encrypting_and_decrypting_mirrors(stores, tmp_path):
-    from ansible_collections.auditron.dr.plugins.module_utils import crypto  # pylint: disable=import-outside-toplevel
+    from ansible_collections.auditron.dr.plugins.module_utils import keyproviders  # pylint: disable=import-outside-toplevel
     source, destination = stores
     key_file = str(tmp_path / "k")
-    crypto.generate_key_file(key_file)
+    keyproviders.generate_key_file(key_file)
     params = {"key_source": "file", "key_file": key_file}
     source.put("doc", b"plain text " * 100, content_type="text/plain")
-    encrypt = mirror.CopyOptions(crypt="encrypt", provider=crypto.provider_from_params(params))
+    encrypt = mirror.CopyOptions(crypt="encrypt", provider=keyproviders.provider_from_params(params))
     mirror.sync(source, destination, options=encrypt)
     assert b"plain text" not in destination.get_bytes("doc")
     again = mirror.sync(source, destination, options=encrypt)

@@ -17,7 +17,8 @@ import pytest
 
 from ansible_collections.auditron.dr.plugins.module_utils import notify
 from ansible_collections.auditron.dr.plugins.module_utils.common import DRError
-from ansible_collections.auditron.dr.plugins.module_utils.timeline import Timeline, write_report
+from ansible_collections.auditron.dr.plugins.module_utils.timeline import Timeline
+from ansible_collections.auditron.dr.plugins.module_utils.timeline_render import write_report
 
 from tests.conftest import REPO, VENV_BIN, ansible_env
 

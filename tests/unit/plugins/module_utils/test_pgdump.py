@@ -21,7 +21,7 @@ import pytest
 
 from ansible_collections.auditron.dr.plugins.module_utils import catalog, pgdump
 from ansible_collections.auditron.dr.plugins.module_utils.common import DRError
-from ansible_collections.auditron.dr.plugins.module_utils.crypto import FileKeyProvider
+from ansible_collections.auditron.dr.plugins.module_utils.keyproviders import FileKeyProvider
 from ansible_collections.auditron.dr.plugins.module_utils.storage import LocalLocation
 
 # Loaded by path, so that the tests do not depend on how tests/ is laid out as packages.
@@ -74,7 +74,7 @@ MEMORY_PROBE = textwrap.dedent("""
     import os, sys
     sys.path.insert(0, sys.argv[1])
     from ansible_collections.auditron.dr.plugins.module_utils import pgdump
-    from ansible_collections.auditron.dr.plugins.module_utils.crypto import FileKeyProvider
+    from ansible_collections.auditron.dr.plugins.module_utils.keyproviders import FileKeyProvider
     from ansible_collections.auditron.dr.plugins.module_utils.storage import LocalLocation
 
     def hwm():

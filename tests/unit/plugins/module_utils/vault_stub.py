@@ -14,7 +14,7 @@ AAD, so a wrong context fails as it does in Vault), and records every request (p
 headers, JSON body) so tests can assert exactly what the provider sends. Error bodies have
 Vault's shape ({"errors": [...]}) and roughly its wording; behaviour beyond that (policies,
 key rotation, convergent encryption, batch input) is not imitated. The opt-in test in
-test_crypto.py runs the same provider against a real Vault.
+test_keyproviders.py runs the same provider against a real Vault.
 """
 
 import base64
