@@ -511,14 +511,7 @@ def _sync_pass(source, backup, latest, new_id, incomplete, snapshot, delete, max
         "previous_point": latest["id"] if latest else None,
         "point": None,
     }
-    errors = []
-    if listing_error is not None:
-        errors.append(listing_error.message)
-    if executor.abort is not None:
-        errors.append(executor.abort.message)
-    elif executor.failure_count:
-        failure = executor.failures[0]
-        errors.append("%d object(s) failed; first: %s: %s" % (executor.failure_count, failure["key"], failure["error"]))
+    errors = executor.errors(listing_error)
     if blocked and deferred.count and delete and not errors:
         errors.append(blocked)
 
@@ -917,14 +910,7 @@ def restore(backup_endpoint, target, as_of="latest", delete=False, max_delete_pe
     if check_mode:
         result["changed"] = bool(plan["copy"]["objects"] or plan["replace"]["objects"] or
                                  (plan["delete"]["objects"] and blocked is None))
-    errors = []
-    if listing_error is not None:
-        errors.append(listing_error.message)
-    if executor.abort is not None:
-        errors.append(executor.abort.message)
-    elif executor.failure_count:
-        errors.append("%d object(s) failed; first: %s: %s" % (
-            executor.failure_count, executor.failures[0]["key"], executor.failures[0]["error"]))
+    errors = executor.errors(listing_error)
     if delete_failures:
         errors.append("%d deletion(s) failed" % len(delete_failures))
     if blocked and delete and deletions.count and not errors:

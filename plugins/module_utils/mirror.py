@@ -371,6 +371,17 @@ class Executor(object):
             time.sleep(0.05)
             self.tick()
 
+    def errors(self, listing_error=None):
+        """The run's error lines: a listing that failed, then the abort or the count of failed
+        objects with the first of them (sync and restore, of the mirror and of the history)."""
+        errors = [listing_error.message] if listing_error is not None else []
+        if self.abort is not None:
+            errors.append(self.abort.message)
+        elif self.failure_count:
+            errors.append("%d object(s) failed; first: %s: %s" % (
+                self.failure_count, self.failures[0]["key"], self.failures[0]["error"]))
+        return errors
+
     def shutdown(self):
         self.pool.shutdown(wait=True)
 
@@ -857,14 +868,7 @@ def _sync_once(source, destination, delete, max_delete_percent, force, threads, 
     if check_mode:
         result["changed"] = bool(plan[COPY]["objects"] or plan[REPLACE]["objects"] or
                                  (plan[DELETE]["objects"] and blocked is None))
-    errors = []
-    if listing_error is not None:
-        errors.append(listing_error.message)
-    if executor.abort is not None:
-        errors.append(executor.abort.message)
-    elif executor.failure_count:
-        errors.append("%d object(s) failed; first: %s: %s" % (
-            executor.failure_count, failures[0]["key"], failures[0]["error"]))
+    errors = executor.errors(listing_error)
     if delete_failures:
         errors.append("%d deletion(s) failed; first: %s: %s" % (
             len(delete_failures), delete_failures[0][0], delete_failures[0][1]))
