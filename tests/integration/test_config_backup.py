@@ -122,15 +122,19 @@ def flat(run):
 
 def restore_playbook(tmp_path):
     path = tmp_path / "restore_config_on_dr.yml"
+    # The failover playbook loads the settings the inventory implies (the encryption default
+    # among them) from playbooks/vars/backup_settings.yml; so does this one.
     path.write_text("""---
 - name: Restore the configuration on DR, as the failover playbook does
   hosts: dr
   gather_facts: false
+  vars_files:
+    - %s
   tasks:
     - name: Restore the configuration for this site
       ansible.builtin.include_role:
         name: auditron.dr.config_restore
-""")
+""" % (REPO / "playbooks" / "vars" / "backup_settings.yml"))
     return str(path)
 
 
