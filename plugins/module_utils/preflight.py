@@ -30,10 +30,11 @@ def row(check, site, ok, detail, required=True, skipped=False):
 
 
 def check_postgres(site, params, expected_role=None):
+    """The database's row, and its role: primary, standby, or None when it does not answer."""
     try:
         conn = pg.connect(params)
     except DRError as exc:
-        return row("database", site, False, exc.message)
+        return row("database", site, False, exc.message), None
     try:
         facts = pg.server_facts(conn)
     finally:
@@ -41,8 +42,8 @@ def check_postgres(site, params, expected_role=None):
     detail = "PostgreSQL %s, %s, %d MB, system id %s" % (
         facts["server_version"], facts["role"], facts["database_bytes"] // 1000000, facts["system_identifier"])
     if expected_role and expected_role != "any" and facts["role"] != expected_role:
-        return row("database", site, False, "%s (expected %s)" % (detail, expected_role))
-    return row("database", site, True, detail)
+        return row("database", site, False, "%s (expected %s)" % (detail, expected_role)), facts["role"]
+    return row("database", site, True, detail), facts["role"]
 
 
 def check_location(site, params, write, label="object store"):
@@ -154,12 +155,21 @@ def check_app(site, params):
 
 def run(site, postgres=None, expected_role=None, locations=None, kms=None, dns=None, app=None,
         write_probes=True, optional_checks=None):
+    """Every check's row, and the facts a recovery decides on (see `facts`)."""
     optional = set(optional_checks or [])
-    rows = []
+    rows, stores = [], []
+    database_role = None
     if postgres:
-        rows.append(check_postgres(site, postgres, expected_role))
+        database_row, database_role = check_postgres(site, postgres, expected_role)
+        rows.append(database_row)
     for item in locations or []:
-        rows.append(check_location(site, item, write_probes, label=item.get("role") or "object store"))
+        label = item.get("role") or "object store"
+        store_row = check_location(site, item, write_probes, label=label)
+        name = item.get("name") or item.get("bucket") or "location"
+        if name in optional:
+            store_row["required"] = False
+        rows.append(store_row)
+        stores.append({"name": name, "role": label, "check": store_row})
     if kms and kms.get("key_id"):
         rows.append(check_kms(site, kms["key_id"], kms))
     if dns:
@@ -169,7 +179,20 @@ def run(site, postgres=None, expected_role=None, locations=None, kms=None, dns=N
     for item in rows:
         if item["name"] in optional or item["name"].split(" ")[0] in optional:
             item["required"] = False
-    return rows
+    return rows, facts(database_role, stores)
+
+
+def facts(database_role, stores):
+    """What a recovery decides on, so that no playbook reads it out of the rows' text.
+
+    database_role: primary, standby, or None (not checked, or it did not answer); mode: warm when
+    the database is a standby (it is promoted), cold otherwise (it is restored); stores: each
+    location's name, role (object store, or the location's own role) and result.
+    """
+    return {"database_role": database_role,
+            "mode": "warm" if database_role == "standby" else "cold",
+            "stores": [{"name": store["name"], "role": store["role"], "result": store["check"]["result"]}
+                       for store in stores]}
 
 
 def failed_required(rows):

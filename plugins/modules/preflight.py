@@ -75,7 +75,8 @@ options:
     type: bool
     default: true
   optional_checks:
-    description: Checks (by name, or by first word such as V(app)) whose failure does not count as a failure.
+    description:
+      - Checks (by name, by first word such as V(app), or by a location's name) whose failure does not count as a failure.
     type: list
     elements: str
     default: []
@@ -148,6 +149,37 @@ table:
   returned: always
   type: list
   elements: str
+database_role:
+  description: The database's role - V(primary) or V(standby); null when it was not checked or did not answer.
+  returned: always
+  type: str
+  sample: standby
+mode:
+  description:
+    - The recovery mode this site is in - V(warm) when its database is a standby (a failover promotes it),
+      V(cold) otherwise (a failover restores it).
+  returned: always
+  type: str
+  sample: warm
+stores:
+  description: One entry per location in O(locations), in order.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    name:
+      description: The location's name.
+      type: str
+    role:
+      description: The location's role, or V(object store).
+      type: str
+    result:
+      description: V(ok) or V(failed) (the location's row in RV(checks)).
+      type: str
+  sample:
+    - name: s3-us-east-1
+      role: object store
+      result: ok
 """
 
 from ansible_collections.auditron.dr.plugins.module_utils import preflight
@@ -174,13 +206,14 @@ def argument_spec():
 
 
 def run_checks(params, check_mode):
-    rows = preflight.run(
+    rows, found = preflight.run(
         params["site"], postgres=params if params["check_database"] else None,
         expected_role=params["expected_role"], locations=params["locations"], kms=params["kms"],
         dns=params["dns"], app=params["app"], write_probes=params["write_probes"] and not check_mode,
         optional_checks=params["optional_checks"])
     return dict(changed=False, checks=rows, failed_required=[r["name"] for r in preflight.failed_required(rows)],
-                table=preflight.format_table(rows))
+                table=preflight.format_table(rows), database_role=found["database_role"], mode=found["mode"],
+                stores=found["stores"])
 
 
 def main():
