@@ -47,6 +47,10 @@ _SETTING_RE = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_.]*)\s*=?\s*(.*?)\s*$")
 _LAST_XACT_RE = re.compile(r"last completed transaction was at log time (\d{4}-\d{2}-\d{2} [0-9:.]+(?:[+-]\d{2}(?::?\d{2})?)?)")
 _BIND_FAILURE = ("could not bind", "Address already in use", "could not create any TCP/IP sockets",
                  "could not create lock file", "is another postmaster")
+# PostgreSQL's words when recovery refuses the archive's newest timeline: it is not a child of the
+# backup's history (an abandoned promotion left it there), or it reuses the segment number of the
+# backup's checkpoint, which is then missed. Following the backup's own timeline recovers.
+_ORPHAN_TIMELINE_RE = re.compile(r"is not a child of this server's history|could not locate required checkpoint record")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -303,6 +307,13 @@ def log_problems(log_text, limit=3):
     lines = [line.strip() for line in (log_text or "").splitlines()
              if " FATAL: " in line or " PANIC: " in line or " ERROR: " in line]
     return lines[-limit:]
+
+
+def orphan_timeline(problems):
+    """True when a failed start's log lines say recovery refused the archive's newest timeline
+    (see _ORPHAN_TIMELINE_RE): the one failure a restore answers by following the backup's own
+    timeline. Returned as the failure's `orphan_timeline`, so no playbook matches the text."""
+    return any(_ORPHAN_TIMELINE_RE.search(line) for line in problems or [])
 
 
 def _tail(path, offset=0, max_bytes=262144):
@@ -626,7 +637,7 @@ def _start(instance, deadline, auto_port, pg_path, wanted, port_range, socket_di
             _write_atomically(auto_conf, apply_settings(_read(auto_conf), wanted), 0o600)
             continue
         raise DRError("PostgreSQL in %s did not start: %s" % (pg_path, problems[-1] if problems else "no output"),
-                      log_file=instance.log_file, log_problems=problems)
+                      log_file=instance.log_file, log_problems=problems, orphan_timeline=orphan_timeline(problems))
     return None
 
 
@@ -645,7 +656,8 @@ def _wait(instance, wait_for, deadline, timeout, result, poll_interval):
             problems = log_problems(log_text)
             raise DRError("PostgreSQL in %s stopped while waiting for %s: %s" % (
                 instance.pg_path, wait_for, problems[-1] if problems else "see %s" % instance.log_file),
-                log_file=instance.log_file, log_problems=problems, progress=progress)
+                log_file=instance.log_file, log_problems=problems, progress=progress,
+                orphan_timeline=orphan_timeline(problems))
         status = None
         if postmaster.get("status") in ("ready", "standby"):
             status, why = server_status(instance, postmaster)

@@ -194,6 +194,18 @@ log_file:
   description: The server log file.
   returned: always
   type: str
+log_problems:
+  description: The last FATAL, PANIC and ERROR lines of the server log.
+  returned: when the server did not start, or stopped while it was waited for
+  type: list
+  elements: str
+orphan_timeline:
+  description:
+    - Whether recovery refused the archive's newest timeline because it is not a child of the backup's history
+      (an abandoned promotion left it), or missed the backup's checkpoint on it. A restore then follows the
+      backup's own timeline (O(auditron.dr.pgbackrest_restore#module:target_timeline=current)).
+  returned: when the server did not start, or stopped while it was waited for
+  type: bool
 """
 
 from ansible_collections.auditron.dr.plugins.module_utils import pginstance

@@ -263,6 +263,20 @@ def test_failed_start_names_the_log_line(tmp_path):
     assert str(err.value).endswith("FATAL:  recovery ended before configured recovery target was reached")
 
 
+@pytest.mark.parametrize("fatal, orphan", [
+    ("requested timeline 3 is not a child of this server's history", True),
+    ("could not locate required checkpoint record", True),
+    ("recovery ended before configured recovery target was reached", False),
+])
+def test_a_failed_start_says_whether_the_newest_timeline_was_refused(tmp_path, fatal, orphan):
+    """The restore's timeline fallback reads this flag, not PostgreSQL's text."""
+    data = fake_cluster(tmp_path)
+    with pytest.raises(DRError) as err:
+        manage(data, FakeServer(data, start_fails_with=fatal), port=55450, wait_for="promoted")
+    assert err.value.details["orphan_timeline"] is orphan
+    assert err.value.details["log_problems"][-1].endswith(fatal)
+
+
 def test_state_stopped_stops_a_running_server(tmp_path):
     data = fake_cluster(tmp_path)
     server = FakeServer(data)
