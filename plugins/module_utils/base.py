@@ -4,8 +4,10 @@
 """The base every auditron.dr module is built on, after amazon.aws's AnsibleAWSModule.
 
 - the shared argument specs (PostgreSQL connection, object-store location, encryption key,
-  AWS endpoint, KMS key, DNS record), documented by the doc fragments of the same names;
-- required-library checks with missing_required_lib;
+  AWS endpoint, KMS key, DNS record, object transfers), documented by the doc fragments of the
+  same names;
+- required-library checks with missing_required_lib: those a module names, and boto3 whenever
+  its params need it (boto3_needed);
 - one error path: DRError becomes fail_json(msg=...) with its details; anything else becomes
   fail_json with the traceback.
 
@@ -20,6 +22,7 @@ import traceback
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
+from ansible_collections.auditron.dr.plugins.module_utils import aws
 from ansible_collections.auditron.dr.plugins.module_utils.common import DRError, first_line
 
 
@@ -55,6 +58,20 @@ def location_suboptions():
         validate_certs=dict(type="bool", default=True),
         sse=dict(type="str", choices=["none", "AES256", "aws:kms"], default="none"),
         sse_kms_key_id=dict(type="str"),
+    )
+
+
+def transfer_argument_spec():
+    """How object copies run (the mirror's engine): object_mirror and file_history; documented by
+    the auditron.dr.transfer doc fragment."""
+    return dict(
+        threads=dict(type="int", default=16),
+        part_size_mb=dict(type="int", default=8),
+        multipart_threshold_mb=dict(type="int", default=256),
+        retries=dict(type="int", default=5),
+        timeout=dict(type="int", default=60),
+        progress_interval=dict(type="int", default=30),
+        progress_file=dict(type="path"),
     )
 
 
@@ -116,12 +133,24 @@ def encryption_suboptions():
     )
 
 
+def boto3_needed(params):
+    """Whether a module's params reach AWS or S3: a location of type s3 (the default type) in
+    `locations`, or an `encryption` key in KMS. Modules whose other options reach AWS say so
+    with required_libs."""
+    encryption = params.get("encryption") or {}
+    return encryption.get("key_source") == "kms" or any(
+        (item or {}).get("type", "s3") == "s3" for item in params.get("locations") or [])
+
+
 class AuditronModule(object):
     """AnsibleModule with the collection's conventions; see the module docstring."""
 
     def __init__(self, argument_spec, required_libs=None, **kwargs):
         self._module = AnsibleModule(argument_spec=argument_spec, **kwargs)
-        for name, present, import_error in required_libs or ():
+        required = list(required_libs or ())
+        if boto3_needed(self._module.params):
+            required.append(("boto3", aws.HAS_BOTO3, aws.BOTO3_IMPORT_ERROR))
+        for name, present, import_error in required:
             if not present:
                 self._module.fail_json(msg=missing_required_lib(name), exception=import_error)
 

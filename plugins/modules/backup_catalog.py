@@ -182,15 +182,12 @@ table:
   elements: str
 """
 
-from ansible.module_utils.basic import missing_required_lib
-
 from ansible_collections.auditron.dr.plugins.module_utils import catalog as catalog_mod
 from ansible_collections.auditron.dr.plugins.module_utils import logicalrestore
 from ansible_collections.auditron.dr.plugins.module_utils.base import (
     AuditronModule, encryption_suboptions, location_suboptions)
 from ansible_collections.auditron.dr.plugins.module_utils.common import DRError, human_bytes, parse_time
-from ansible_collections.auditron.dr.plugins.module_utils.storage import (
-    BOTO3_IMPORT_ERROR, HAS_BOTO3, locations_from_params)
+from ansible_collections.auditron.dr.plugins.module_utils.storage import locations_from_params
 
 
 def argument_spec():
@@ -265,16 +262,9 @@ def chosen_backup(result, backup_id, location_names):
     return entry
 
 
-def run(module):
-    params = module.params
-    if any((item or {}).get("type", "s3") == "s3" for item in params["locations"]) and not HAS_BOTO3:
-        module.fail_json(msg=missing_required_lib("boto3"), exception=BOTO3_IMPORT_ERROR)
-    return list_backups(params, module.warn)
-
-
 def main():
     module = AuditronModule(argument_spec(), supports_check_mode=True)
-    module.run(run, module)
+    module.run(list_backups, module.params, module.warn)
 
 
 if __name__ == "__main__":

@@ -186,13 +186,10 @@ physical:
       type: dict
 """
 
-from ansible.module_utils.basic import missing_required_lib
-
 from ansible_collections.auditron.dr.plugins.module_utils import catalog as catalog_mod
 from ansible_collections.auditron.dr.plugins.module_utils.base import AuditronModule, location_suboptions
 from ansible_collections.auditron.dr.plugins.module_utils.common import DRError
-from ansible_collections.auditron.dr.plugins.module_utils.storage import (
-    BOTO3_IMPORT_ERROR, HAS_BOTO3, locations_from_params)
+from ansible_collections.auditron.dr.plugins.module_utils.storage import locations_from_params
 
 
 def argument_spec():
@@ -236,16 +233,9 @@ def prune(params, check_mode):
     return result
 
 
-def run(module):
-    params = module.params
-    if any((item or {}).get("type", "s3") == "s3" for item in params["locations"]) and not HAS_BOTO3:
-        module.fail_json(msg=missing_required_lib("boto3"), exception=BOTO3_IMPORT_ERROR)
-    return prune(params, module.check_mode)
-
-
 def main():
     module = AuditronModule(argument_spec(), supports_check_mode=True)
-    module.run(run, module)
+    module.run(prune, module.params, module.check_mode)
 
 
 if __name__ == "__main__":

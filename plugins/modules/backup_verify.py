@@ -265,13 +265,10 @@ sql_results:
   elements: dict
 """
 
-from ansible.module_utils.basic import missing_required_lib
-
 from ansible_collections.auditron.dr.plugins.module_utils import verification
 from ansible_collections.auditron.dr.plugins.module_utils.base import (
     AuditronModule, location_suboptions, postgres_argument_spec)
 from ansible_collections.auditron.dr.plugins.module_utils.pg import HAS_PSYCOPG2, PSYCOPG2_IMPORT_ERROR
-from ansible_collections.auditron.dr.plugins.module_utils.storage import BOTO3_IMPORT_ERROR, HAS_BOTO3
 
 
 def argument_spec():
@@ -314,18 +311,10 @@ def argument_spec():
     return spec
 
 
-def run(module):
-    params = module.params
-    if any((item or {}).get("type", "s3") == "s3" for item in params["locations"]) and not HAS_BOTO3:
-        module.fail_json(msg=missing_required_lib("boto3"), exception=BOTO3_IMPORT_ERROR)
-    if not HAS_PSYCOPG2:
-        module.fail_json(msg=missing_required_lib("psycopg2"), exception=PSYCOPG2_IMPORT_ERROR)
-    return verification.check_restored_copy(params, module.check_mode)
-
-
 def main():
-    module = AuditronModule(argument_spec(), supports_check_mode=True)
-    module.run(run, module)
+    module = AuditronModule(argument_spec(), supports_check_mode=True,
+                            required_libs=[("psycopg2", HAS_PSYCOPG2, PSYCOPG2_IMPORT_ERROR)])
+    module.run(verification.check_restored_copy, module.params, module.check_mode)
 
 
 if __name__ == "__main__":

@@ -219,14 +219,11 @@ dr_report:
   type: dict
 """
 
-from ansible.module_utils.basic import missing_required_lib
-
 from ansible_collections.auditron.dr.plugins.module_utils import logicalrestore, pgdump
 from ansible_collections.auditron.dr.plugins.module_utils.base import (
     AuditronModule, encryption_suboptions, location_suboptions, postgres_argument_spec)
 from ansible_collections.auditron.dr.plugins.module_utils.keyproviders import CRYPTOGRAPHY_IMPORT_ERROR, HAS_CRYPTOGRAPHY
 from ansible_collections.auditron.dr.plugins.module_utils.pg import HAS_PSYCOPG2, PSYCOPG2_IMPORT_ERROR
-from ansible_collections.auditron.dr.plugins.module_utils.storage import BOTO3_IMPORT_ERROR, HAS_BOTO3
 
 
 def argument_spec():
@@ -251,16 +248,8 @@ def argument_spec():
     return spec
 
 
-def needs_boto3(params):
-    encryption = params.get("encryption") or {}
-    return encryption.get("key_source") == "kms" or any(
-        (item or {}).get("type", "s3") == "s3" for item in params.get("locations") or [])
-
-
 def run_restore(module):
     params = module.params
-    if needs_boto3(params) and not HAS_BOTO3:
-        module.fail_json(msg=missing_required_lib("boto3"), exception=BOTO3_IMPORT_ERROR)
     result = logicalrestore.restore(
         params, params["locations"], params["target_db"], encryption=params["encryption"],
         backup_id=params["backup_id"], latest=params["latest"], before=params["before"],

@@ -94,11 +94,8 @@ msg:
   type: str
 """
 
-from ansible.module_utils.basic import missing_required_lib
-
 from ansible_collections.auditron.dr.plugins.module_utils import verification
 from ansible_collections.auditron.dr.plugins.module_utils.base import AuditronModule, location_suboptions
-from ansible_collections.auditron.dr.plugins.module_utils.storage import BOTO3_IMPORT_ERROR, HAS_BOTO3
 
 
 def argument_spec():
@@ -117,8 +114,6 @@ def argument_spec():
 
 def run(module):
     params = module.params
-    if any((item or {}).get("type", "s3") == "s3" for item in params["locations"]) and not HAS_BOTO3:
-        module.fail_json(msg=missing_required_lib("boto3"), exception=BOTO3_IMPORT_ERROR)
     result = verification.record_run(params["locations"], params["checks"], logical_backup=params["logical_backup"],
                                      physical_backup=params["physical_backup"], by=params["by"],
                                      check_mode=module.check_mode)
