@@ -8,8 +8,9 @@ __metaclass__ = type
 
 
 class ModuleDocFragment(object):
-    # The `dns` option (base.dns_suboptions). auditron.dr.dns: optional (preflight skips the check
-    # without it). ansible-test reads each variant as a literal string, so both are written out.
+    # The `dns` option (base.dns_suboptions), optional (preflight skips the check without it);
+    # dns_record makes it required with an `options: dns: required: true` of its own, which
+    # ansible merges over the fragment's option.
     DOCUMENTATION = r"""
 options:
   dns:
@@ -18,90 +19,6 @@ options:
         the check), M(auditron.dr.dns_record) switches it; the shape is the same, so one inventory variable
         (C(auditron_dr_dns)) serves both.
     type: dict
-    suboptions:
-      provider:
-        description: V(rfc2136) (dynamic update with TSIG, BIND and friends) or V(route53).
-        type: str
-        choices: [rfc2136, route53]
-        default: rfc2136
-      server:
-        description: Authoritative (primary) server of the zone, for V(rfc2136). Queries and updates go to it over TCP.
-        type: str
-      port:
-        description: Its port.
-        type: int
-        default: 53
-      zone:
-        description: Zone that holds O(dns.record), for V(rfc2136).
-        type: str
-      record:
-        description: The record's name, for example V(api.auditron.ai).
-        type: str
-        required: true
-      tsig_key_file:
-        description: BIND/nsupdate key file with the TSIG key.
-        type: path
-      tsig_key_name:
-        description: TSIG key name, when not read from O(dns.tsig_key_file).
-        type: str
-      tsig_secret:
-        description: Base64 TSIG secret, when not read from O(dns.tsig_key_file). Never logged.
-        type: str
-      tsig_algorithm:
-        description: TSIG algorithm, when not read from O(dns.tsig_key_file).
-        type: str
-        default: hmac-sha256
-      ttl:
-        description:
-          - TTL the record gets when M(auditron.dr.dns_record) switches it and its own C(ttl) option is not given.
-          - M(auditron.dr.preflight) does not use it.
-        type: int
-        default: 60
-      route53:
-        description: Route53 hosted zone and the AWS endpoint to reach it, for V(route53).
-        type: dict
-        suboptions:
-          zone_id:
-            description: Hosted zone id.
-            type: str
-            required: true
-          endpoint_url:
-            description: API endpoint URL; omit for AWS.
-            type: str
-            aliases: [endpoint]
-          region:
-            description: AWS region.
-            type: str
-            default: us-east-1
-          access_key:
-            description: Access key id. Never logged.
-            type: str
-          secret_key:
-            description: Secret access key. Never logged.
-            type: str
-          session_token:
-            description: Session token. Never logged.
-            type: str
-          ca_bundle:
-            description: CA bundle for the endpoint's certificate.
-            type: path
-            aliases: [ca_file]
-          validate_certs:
-            description: Verify the endpoint's TLS certificate.
-            type: bool
-            default: true
-"""
-
-    # auditron.dr.dns.required: the same option, required (dns_record switches the record).
-    REQUIRED = r"""
-options:
-  dns:
-    description:
-      - One DNS record and how it is changed. M(auditron.dr.preflight) checks it (omit the option there to skip
-        the check), M(auditron.dr.dns_record) switches it; the shape is the same, so one inventory variable
-        (C(auditron_dr_dns)) serves both.
-    type: dict
-    required: true
     suboptions:
       provider:
         description: V(rfc2136) (dynamic update with TSIG, BIND and friends) or V(route53).

@@ -27,7 +27,7 @@ description:
   - Returns RV(before) and RV(after) so that a failback can put the old value back, and a C(dr_report.dns_change)
     fragment for the C(auditron.dr.dr_timeline) callback.
 extends_documentation_fragment:
-  - auditron.dr.dns.required
+  - auditron.dr.dns
   - ansible.builtin.action_common_attributes
 attributes:
   check_mode:
@@ -40,6 +40,9 @@ attributes:
   platform:
     platforms: posix
 options:
+  dns:
+    # The fragment's option, required here (merged over it: the record to switch).
+    required: true
   type:
     description: Record type.
     type: str

@@ -32,6 +32,7 @@ description:
     and within O(max_delete_percent) unless O(force=true).
   - One sync or prune at a time per backup - a lock object (C(lock.json)) is held meanwhile.
 extends_documentation_fragment:
+  - auditron.dr.transfer
   - auditron.dr.encryption
   - auditron.dr.location.history
   - ansible.builtin.action_common_attributes
@@ -120,35 +121,6 @@ options:
     description: Take the backup's lock even when another run holds it (only after making sure it died).
     type: bool
     default: false
-  threads:
-    description: Parallel transfers.
-    type: int
-    default: 16
-  part_size_mb:
-    description: Objects up to this size are read into memory and copied in one request (with Content-MD5 and a
-      sha256 in their metadata); the part size of multipart uploads. At least 5.
-    type: int
-    default: 8
-  multipart_threshold_mb:
-    description: Objects above O(part_size_mb) and up to this size are streamed in one request (constant memory,
-      Content-MD5 from the source's MD5 ETag); larger ones go as multipart uploads, parts in ascending order.
-    type: int
-    default: 256
-  retries:
-    description: Attempts per request, and per streamed copy, before an object counts as failed.
-    type: int
-    default: 5
-  timeout:
-    description: Seconds to wait for an endpoint to answer before the attempt counts as failed.
-    type: int
-    default: 60
-  progress_interval:
-    description: Seconds between progress lines (syslog, and O(progress_file) when set).
-    type: int
-    default: 30
-  progress_file:
-    description: File to append progress lines to.
-    type: path
 requirements:
   - boto3 (builds the locations and finds credentials; the transfers themselves speak S3 directly)
   - cryptography (only with O(encryption))
@@ -242,14 +214,15 @@ duration_seconds:
 
 from ansible_collections.auditron.dr.plugins.module_utils import aws, filehistory, mirror, s3client
 from ansible_collections.auditron.dr.plugins.module_utils.base import (
-    AuditronModule, encryption_suboptions, location_suboptions)
+    AuditronModule, encryption_suboptions, location_suboptions, transfer_argument_spec)
 from ansible_collections.auditron.dr.plugins.module_utils.common import DRError
 
 RETENTION_FIELDS = ("hourly_hours", "daily_days", "weekly_days", "monthly_days", "yearly_days", "keep_last")
 
 
 def argument_spec():
-    return dict(
+    spec = transfer_argument_spec()
+    spec.update(
         operation=dict(type="str", choices=["sync", "restore", "list", "prune"], default="sync"),
         source=dict(type="dict", options=location_suboptions()),
         backup=dict(type="dict", required=True, options=location_suboptions()),
@@ -263,15 +236,9 @@ def argument_spec():
         retention=dict(type="dict", options=dict((name, dict(type="int")) for name in RETENTION_FIELDS)),
         full_index_max_age_hours=dict(type="int", default=36),
         break_lock=dict(type="bool", default=False),
-        threads=dict(type="int", default=16),
-        part_size_mb=dict(type="int", default=8),
-        multipart_threshold_mb=dict(type="int", default=256),
-        retries=dict(type="int", default=5),
-        timeout=dict(type="int", default=60),
         encryption=dict(type="dict", options=encryption_suboptions()),
-        progress_interval=dict(type="int", default=30),
-        progress_file=dict(type="path"),
     )
+    return spec
 
 
 def _options(params, operation):

@@ -35,6 +35,7 @@ description:
   - For history (restore as of an earlier sync) use M(auditron.dr.file_history), which is built on this module's
     engine.
 extends_documentation_fragment:
+  - auditron.dr.transfer
   - auditron.dr.encryption
   - auditron.dr.location.mirror
   - ansible.builtin.action_common_attributes
@@ -69,28 +70,6 @@ options:
     description: Delete even beyond O(max_delete_percent).
     type: bool
     default: false
-  threads:
-    description: Parallel transfers.
-    type: int
-    default: 16
-  part_size_mb:
-    description: Objects up to this size are read into memory and copied in one request (with Content-MD5 and a
-      sha256 in their metadata); the part size of multipart uploads. At least 5.
-    type: int
-    default: 8
-  multipart_threshold_mb:
-    description: Objects above O(part_size_mb) and up to this size are streamed in one request (constant memory,
-      Content-MD5 from the source's MD5 ETag); larger ones go as multipart uploads, parts in ascending order.
-    type: int
-    default: 256
-  retries:
-    description: Attempts per request, and per streamed copy, before an object counts as failed.
-    type: int
-    default: 5
-  timeout:
-    description: Seconds to wait for an endpoint to answer before the attempt counts as failed.
-    type: int
-    default: 60
   server_side_copy:
     description: V(auto) copies server-side where source and destination share endpoint and credentials;
       V(never) always streams through this host.
@@ -117,13 +96,6 @@ options:
       server is found not to sort).
     type: bool
     default: false
-  progress_interval:
-    description: Seconds between progress lines (syslog, and O(progress_file) when set).
-    type: int
-    default: 30
-  progress_file:
-    description: File to append progress lines to, for watching a long run.
-    type: path
 requirements:
   - boto3 (builds the locations and finds credentials; the transfers themselves speak S3 directly)
   - cryptography (only with O(encryption))
@@ -238,30 +210,25 @@ destination:
 
 from ansible_collections.auditron.dr.plugins.module_utils import aws, mirror
 from ansible_collections.auditron.dr.plugins.module_utils.base import (
-    AuditronModule, encryption_suboptions, location_suboptions)
+    AuditronModule, encryption_suboptions, location_suboptions, transfer_argument_spec)
 from ansible_collections.auditron.dr.plugins.module_utils.common import DRError
 
 
 def argument_spec():
-    return dict(
+    spec = transfer_argument_spec()
+    spec.update(
         source=dict(type="dict", required=True, options=location_suboptions()),
         destination=dict(type="dict", required=True, options=location_suboptions()),
         delete=dict(type="bool", default=False),
         max_delete_percent=dict(type="float", default=10.0),
         force=dict(type="bool", default=False),
-        threads=dict(type="int", default=16),
-        part_size_mb=dict(type="int", default=8),
-        multipart_threshold_mb=dict(type="int", default=256),
-        retries=dict(type="int", default=5),
-        timeout=dict(type="int", default=60),
         server_side_copy=dict(type="str", choices=["auto", "never"], default="auto"),
         encryption=dict(type="dict", options=encryption_suboptions()),
         encryption_mode=dict(type="str", choices=["encrypt", "decrypt"], default="encrypt"),
         commit_last=dict(type="list", elements="str", default=[]),
         sort_listings=dict(type="bool", default=False),
-        progress_interval=dict(type="int", default=30),
-        progress_file=dict(type="path"),
     )
+    return spec
 
 
 def check_params(params):
