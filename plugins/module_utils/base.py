@@ -179,11 +179,14 @@ class AuditronModule(object):
         self._module.fail_json(msg=msg, **result)
 
     def run(self, func, *args, **kwargs):
-        """Call one engine function; exit with its result dict, or fail with one message."""
+        """Call one engine function; exit with its result dict, or fail with one message. The
+        result's `warnings` (a list of lines the engine could not act on) become Ansible warnings."""
         try:
             result = func(*args, **kwargs)
         except DRError as exc:
             self._module.fail_json(msg=exc.message, **exc.details)
         except Exception as exc:  # pylint: disable=broad-except
             self._module.fail_json(msg="unexpected error: %s" % first_line(exc), exception=traceback.format_exc())
+        for warning in result.pop("warnings", None) or []:
+            self._module.warn(warning)
         self._module.exit_json(**result)

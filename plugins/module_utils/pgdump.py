@@ -60,9 +60,10 @@ from ansible_collections.auditron.dr.plugins.module_utils import backupset
 from ansible_collections.auditron.dr.plugins.module_utils import catalog as catalog_mod
 from ansible_collections.auditron.dr.plugins.module_utils.common import (
     DRError, first_line, format_time, human_bytes, human_duration, utc_now)
-from ansible_collections.auditron.dr.plugins.module_utils.keyproviders import provider_from_params
+from ansible_collections.auditron.dr.plugins.module_utils.keyproviders import (
+    CRYPTOGRAPHY_IMPORT_ERROR, HAS_CRYPTOGRAPHY, provider_from_params)
 from ansible_collections.auditron.dr.plugins.module_utils.pg import (
-    connect, libpq_env, quote_ident, server_facts, server_label)
+    HAS_PSYCOPG2, PSYCOPG2_IMPORT_ERROR, connect, libpq_env, quote_ident, server_facts, server_label)
 
 COLLECTION = "auditron.dr"
 READ_SIZE = 1 << 20
@@ -99,6 +100,13 @@ ORDER BY 1, 2
 
 # ---------------------------------------------------------------------------------------------
 # Small pieces
+
+def required_libraries():
+    """The libraries logical backups and restores import (pg_backup, pg_restore), as
+    AuditronModule's required_libs takes them: (name, present, import error)."""
+    return [("zstandard", HAS_ZSTANDARD, ZSTANDARD_IMPORT_ERROR), ("psycopg2", HAS_PSYCOPG2, PSYCOPG2_IMPORT_ERROR),
+            ("cryptography", HAS_CRYPTOGRAPHY, CRYPTOGRAPHY_IMPORT_ERROR)]
+
 
 def require_zstandard():
     if not HAS_ZSTANDARD:

@@ -525,8 +525,6 @@ def _run(module):
                          files=params["files"], kubernetes_params=params["kubernetes"], rewrite=params["rewrite"],
                          secret_rewrite=params["secret_rewrite"], source_site=params["source_site"],
                          key_prefix=params["key_prefix"], check_mode=module.check_mode, diff=module.diff_mode)
-    for warning in result.pop("warnings", []):
-        module.warn(warning)
     return result
 
 

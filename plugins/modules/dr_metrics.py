@@ -288,7 +288,7 @@ def argument_spec():
     )
 
 
-def record(params, check_mode, diff, warn):
+def record(params, check_mode, diff):
     pushgateway = None
     if params["pushgateway_url"]:
         pushgateway = dict(url=params["pushgateway_url"], instance=params["pushgateway_instance"],
@@ -302,15 +302,13 @@ def record(params, check_mode, diff, warn):
         checks=params["checks"], gauges=params["gauges"], report_file=params["report_file"],
         figures=params["figures"], textfile_dir=params["textfile_dir"], pushgateway=pushgateway,
         check_mode=check_mode, diff=diff)
-    for warning in result.pop("warnings"):
-        warn(warning)
     return result
 
 
 def main():
     module = AuditronModule(argument_spec(), supports_check_mode=True,
                             required_one_of=[["textfile_dir", "pushgateway_url"]])
-    module.run(record, module.params, module.check_mode, module.diff_mode, module.warn)
+    module.run(record, module.params, module.check_mode, module.diff_mode)
 
 
 if __name__ == "__main__":

@@ -223,7 +223,7 @@ def argument_spec():
     )
 
 
-def send(params, check_mode, warn):
+def send(params, check_mode):
     figures = notify.figures_from_report(params["report_file"]) if params["report_file"] else {}
     figures.update(params["figures"] or {})
     event = notify.build_event(
@@ -234,14 +234,12 @@ def send(params, check_mode, warn):
         params["url"], event, fmt=params["format"], headers=params["headers"], attempts=params["attempts"],
         backoff_seconds=params["backoff_seconds"], timeout=params["timeout"], ca_bundle=params["ca_bundle"],
         validate_certs=params["validate_certs"], required=params["required"], check_mode=check_mode)
-    for warning in result.pop("warnings"):
-        warn(warning)
     return result
 
 
 def main():
     module = AuditronModule(argument_spec(), supports_check_mode=True)
-    module.run(send, module.params, module.check_mode, module.warn)
+    module.run(send, module.params, module.check_mode)
 
 
 if __name__ == "__main__":

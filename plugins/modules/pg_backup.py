@@ -256,8 +256,6 @@ dr_report:
 from ansible_collections.auditron.dr.plugins.module_utils import pgdump
 from ansible_collections.auditron.dr.plugins.module_utils.base import (
     AuditronModule, encryption_suboptions, location_suboptions, postgres_argument_spec)
-from ansible_collections.auditron.dr.plugins.module_utils.keyproviders import CRYPTOGRAPHY_IMPORT_ERROR, HAS_CRYPTOGRAPHY
-from ansible_collections.auditron.dr.plugins.module_utils.pg import HAS_PSYCOPG2, PSYCOPG2_IMPORT_ERROR
 
 
 def argument_spec():
@@ -282,7 +280,7 @@ def argument_spec():
 
 def run_backup(module):
     params = module.params
-    result = pgdump.backup(
+    return pgdump.backup(
         params, params["locations"], encryption=params["encryption"], database=params["db"],
         series=params["series"], require_all_locations=params["require_all_locations"],
         lock_timeout=params["lock_timeout"], compression_level=params["compression_level"],
@@ -290,17 +288,12 @@ def run_backup(module):
         count_jobs=params["count_jobs"], timestamp_column=params["timestamp_column"],
         progress_interval=params["progress_interval"], bin_dir=params["bin_dir"], check_mode=module.check_mode,
         log=module.log)
-    for warning in result.pop("warnings", []):
-        module.warn(warning)
-    return result
 
 
 def main():
     module = AuditronModule(
         argument_spec(), supports_check_mode=True,
-        required_libs=[("zstandard", pgdump.HAS_ZSTANDARD, pgdump.ZSTANDARD_IMPORT_ERROR),
-                       ("psycopg2", HAS_PSYCOPG2, PSYCOPG2_IMPORT_ERROR),
-                       ("cryptography", HAS_CRYPTOGRAPHY, CRYPTOGRAPHY_IMPORT_ERROR)])
+        required_libs=pgdump.required_libraries())
     module.run(run_backup, module)
 
 

@@ -222,8 +222,6 @@ dr_report:
 from ansible_collections.auditron.dr.plugins.module_utils import logicalrestore, pgdump
 from ansible_collections.auditron.dr.plugins.module_utils.base import (
     AuditronModule, encryption_suboptions, location_suboptions, postgres_argument_spec)
-from ansible_collections.auditron.dr.plugins.module_utils.keyproviders import CRYPTOGRAPHY_IMPORT_ERROR, HAS_CRYPTOGRAPHY
-from ansible_collections.auditron.dr.plugins.module_utils.pg import HAS_PSYCOPG2, PSYCOPG2_IMPORT_ERROR
 
 
 def argument_spec():
@@ -250,7 +248,7 @@ def argument_spec():
 
 def run_restore(module):
     params = module.params
-    result = logicalrestore.restore(
+    return logicalrestore.restore(
         params, params["locations"], params["target_db"], encryption=params["encryption"],
         backup_id=params["backup_id"], latest=params["latest"], before=params["before"],
         series=None if params["backup_id"] else params["series"], jobs=params["jobs"],
@@ -258,17 +256,12 @@ def run_restore(module):
         check_mode=module.check_mode, verify_in_check_mode=params["verify_in_check_mode"],
         check_row_counts=params["check_row_counts"], bin_dir=params["bin_dir"], no_owner=params["no_owner"],
         log=module.log)
-    for warning in result.pop("warnings", []):
-        module.warn(warning)
-    return result
 
 
 def main():
     module = AuditronModule(
         argument_spec(), supports_check_mode=True,
-        required_libs=[("zstandard", pgdump.HAS_ZSTANDARD, pgdump.ZSTANDARD_IMPORT_ERROR),
-                       ("psycopg2", HAS_PSYCOPG2, PSYCOPG2_IMPORT_ERROR),
-                       ("cryptography", HAS_CRYPTOGRAPHY, CRYPTOGRAPHY_IMPORT_ERROR)])
+        required_libs=pgdump.required_libraries())
     module.run(run_restore, module)
 
 

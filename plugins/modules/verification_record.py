@@ -112,19 +112,11 @@ def argument_spec():
     )
 
 
-def run(module):
-    params = module.params
-    result = verification.record_run(params["locations"], params["checks"], logical_backup=params["logical_backup"],
-                                     physical_backup=params["physical_backup"], by=params["by"],
-                                     check_mode=module.check_mode)
-    for warning in result.pop("warnings"):
-        module.warn(warning)
-    return result
-
-
 def main():
     module = AuditronModule(argument_spec(), supports_check_mode=True)
-    module.run(run, module)
+    params = module.params
+    module.run(verification.record_run, params["locations"], params["checks"], logical_backup=params["logical_backup"],
+               physical_backup=params["physical_backup"], by=params["by"], check_mode=module.check_mode)
 
 
 if __name__ == "__main__":
