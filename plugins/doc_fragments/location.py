@@ -7,10 +7,23 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 # The suboptions of one backup location (base.location_suboptions is the argument spec they
-# document), written once: DOCUMENTATION gives them to a `locations` list; MIRROR and HISTORY
-# to the single-location options of object_mirror and file_history, whose own DOCUMENTATION
-# says what each option is for (ansible merges the two, the module's keys added to these).
-_SUBOPTIONS = r"""
+# document), written once, in DOCUMENTATION (a `locations` list). MIRROR and HISTORY give the
+# same suboptions to the single-location options of object_mirror and file_history, whose own
+# DOCUMENTATION says what each option is for (ansible merges the two, the module's keys added
+# to these).
+
+
+class ModuleDocFragment(object):
+    # One or several backup locations (local directory or S3 bucket at any endpoint).
+    DOCUMENTATION = r"""
+options:
+  locations:
+    description:
+      - Where backups are written and read. Every location gets a full copy.
+    type: list
+    elements: dict
+    default: []
+    suboptions:
       name:
         description: Name of the location, used in results, manifests and messages.
         type: str
@@ -70,23 +83,12 @@ _SUBOPTIONS = r"""
 
 
 def _locations(*names):
-    return "\noptions:\n" + "".join("  %s:\n    suboptions:%s" % (name, _SUBOPTIONS) for name in names)
+    suboptions = ModuleDocFragment.DOCUMENTATION.split("\n    suboptions:\n", 1)[1]
+    return "\noptions:\n" + "".join("  %s:\n    suboptions:\n%s" % (name, suboptions) for name in names)
 
 
-class ModuleDocFragment(object):
-    # One or several backup locations (local directory or S3 bucket at any endpoint).
-    DOCUMENTATION = r"""
-options:
-  locations:
-    description:
-      - Where backups are written and read. Every location gets a full copy.
-    type: list
-    elements: dict
-    default: []
-    suboptions:""" + _SUBOPTIONS
-
-    # object_mirror's two locations.
-    MIRROR = _locations("source", "destination")
-
-    # file_history's three locations.
-    HISTORY = _locations("source", "backup", "target")
+# Set after the class, not in its body: ansible-test's yamllint reads every assignment in a
+# fragment's class body as a literal string (and lints DOCUMENTATION, which holds the text);
+# ansible reads the variants as attributes, and validate-modules checks the modules' merged docs.
+ModuleDocFragment.MIRROR = _locations("source", "destination")  # object_mirror's two locations
+ModuleDocFragment.HISTORY = _locations("source", "backup", "target")  # file_history's three

@@ -60,7 +60,7 @@ def test_s3_endpoint_stops_in_the_middle_of_an_upload(fault, lab, postgres, scra
 
         # The region that missed it comes first in the restore order: the restore passes over it.
         restored = logicalrestore.restore(postgres, places.locations(("s3-us-east-1", "s3-eu-west-1", "local")),
-                                  "%s_upcut" % scratch_db, encryption, latest=True, series=scratch_db, jobs=2)
+                                          "%s_upcut" % scratch_db, encryption, latest=True, series=scratch_db, jobs=2)
         assert restored["backup_id"] == backup_id and restored["location"] == "s3-eu-west-1"
         assert restored["counts_match"], restored["row_counts"]
         fault.saw("restore used %s from s3-eu-west-1 (%s)" % (backup_id, restored["attempts"][0]["detail"]))
@@ -92,8 +92,8 @@ def test_s3_endpoint_stops_in_the_middle_of_a_download(fault, lab, postgres, scr
     target = "%s_downcut" % scratch_db
     try:
         restored = logicalrestore.restore(postgres, [places.location("s3-us-east-1", endpoint_url=through),
-                                             places.location("s3-eu-west-1"), places.location("local")],
-                                  target, encryption, latest=True, series=scratch_db, jobs=2, spool_dir=str(spool))
+                                                     places.location("s3-eu-west-1"), places.location("local")],
+                                          target, encryption, latest=True, series=scratch_db, jobs=2, spool_dir=str(spool))
         retries = proxy.attempts_after_stop()
         assert restored["backup_id"] == made["backup_id"] and restored["location"] == "s3-eu-west-1", restored
         assert restored["counts_match"], restored["row_counts"]

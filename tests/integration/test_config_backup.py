@@ -257,8 +257,8 @@ def test_wrong_key_is_one_line_and_writes_nothing(lab, locations, stored, tmp_pa
     dest = tmp_path / "never" / "dr.json"
     with pytest.raises(DRError) as err:
         configrestore.restore(locations[1:], {"key_source": "file", "key_file": str(other)},
-                   files=[{"path": lab["sites"]["primary"]["app"]["config_file"], "dest": str(dest)}],
-                   **lab_rules(lab))
+                              files=[{"path": lab["sites"]["primary"]["app"]["config_file"], "dest": str(dest)}],
+                              **lab_rules(lab))
     message = one_line(err)
     assert message.startswith("config bundle %s at location s3-us-east-1 was encrypted with key file fingerprint"
                               % stored["backup_id"]), message

@@ -167,7 +167,7 @@ def test_backup_of_auditron_lands_everywhere_and_restores_with_the_manifest_coun
 
     # Restore from the first S3 region into a new database: the manifest's row counts.
     restored = logicalrestore.restore(postgres, places.locations(("s3-us-east-1", "s3-eu-west-1", "local")),
-                              target("full"), kms_encryption(lab), latest=True, jobs=2)
+                                      target("full"), kms_encryption(lab), latest=True, jobs=2)
     assert restored["backup_id"] == backup_id and restored["location"] == "s3-us-east-1"
     assert restored["counts_match"] and restored["mode"] == "spool"
     expected = dict(("%s.%s" % (t["schema"], t["name"]), t["rows"]) for t in manifest["tables"])
@@ -270,11 +270,11 @@ def test_streamed_restore_of_a_table_subset_with_awkward_names(postgres, small_d
     assert made["row_counts"]["archive.Invoice"] == 40
     with pytest.raises(DRError, match="ambiguous"):
         logicalrestore.restore(postgres, places.locations(), target("subset"), {"key_file": key_file},
-                       backup_id=made["backup_id"], tables=["Invoice"], jobs=1)
+                               backup_id=made["backup_id"], tables=["Invoice"], jobs=1)
     assert not database_exists(postgres, target("subset"))
     restored = logicalrestore.restore(postgres, places.locations(), target("subset"), {"key_file": key_file},
-                              backup_id=made["backup_id"], jobs=1,
-                              tables=["public.Invoice", 'odd "name"; DROP TABLE "User"; --'])
+                                      backup_id=made["backup_id"], jobs=1,
+                                      tables=["public.Invoice", 'odd "name"; DROP TABLE "User"; --'])
     assert restored["mode"] == "stream" and restored["counts_match"]
     assert [(r["table"], r["restored"]) for r in restored["row_counts"]] == [
         ("public.Invoice", 5000), ('public.odd "name"; DROP TABLE "User"; --', 7)]
@@ -323,7 +323,7 @@ def test_refusals_name_the_backup_and_location_and_touch_nothing(postgres, small
     assert sql(postgres, "SELECT count(*) FROM keep_me", database=target("busy")) == [(0,)]
     with pytest.raises(DRError, match="is the live database backup .* was taken from"):
         logicalrestore.restore(postgres, locations, small_db, {"key_file": key_file}, backup_id=made["backup_id"],
-                       replace=True)
+                               replace=True)
 
 
 def test_a_corrupt_copy_falls_back_to_the_next_location_then_to_the_previous_backup(
@@ -334,7 +334,7 @@ def test_a_corrupt_copy_falls_back_to_the_next_location_then_to_the_previous_bac
     order = ("s3-us-east-1", "s3-eu-west-1", "local")
     flip_byte(places.by_name("s3-us-east-1"), key, newer["size"] // 2)
     restored = logicalrestore.restore(postgres, places.locations(order), target("fallback1"), {"key_file": key_file},
-                              latest=True, series=small_db, jobs=2)
+                                      latest=True, series=small_db, jobs=2)
     assert restored["backup_id"] == newer["backup_id"] and restored["location"] == "s3-eu-west-1"
     assert restored["counts_match"]
     first = restored["attempts"][0]
@@ -347,7 +347,7 @@ def test_a_corrupt_copy_falls_back_to_the_next_location_then_to_the_previous_bac
     truncated = places.by_name("local")
     truncated.put_bytes(key, truncated.get_bytes(key)[:-1000])
     restored = logicalrestore.restore(postgres, places.locations(order), target("fallback2"), {"key_file": key_file},
-                              latest=True, series=small_db, jobs=1)
+                                      latest=True, series=small_db, jobs=1)
     assert restored["backup_id"] == older["backup_id"] and restored["counts_match"]
     assert "used the older backup %s" % older["backup_id"] in restored["fallback"]
     details = dict((a["location"], a["detail"]) for a in restored["attempts"] if a["backup_id"] == newer["backup_id"])
@@ -357,7 +357,7 @@ def test_a_corrupt_copy_falls_back_to_the_next_location_then_to_the_previous_bac
     # Asked for by id, the damaged backup is refused with every reason, and nothing is created.
     with pytest.raises(DRError) as err:
         logicalrestore.restore(postgres, places.locations(order), target("fallback3"), {"key_file": key_file},
-                       backup_id=newer["backup_id"])
+                               backup_id=newer["backup_id"])
     assert "no copy verified" in str(err.value) and "s3-us-east-1" in str(err.value)
     assert not database_exists(postgres, target("fallback3"))
 
@@ -375,7 +375,7 @@ def test_an_unreachable_location_falls_back_to_a_valid_copy(lab, postgres, small
                                               endpoint_url="https://localhost:%d" % closed_port()),
                                     max_attempts=1, connect_timeout=2)
         restored = logicalrestore.restore(postgres, [cut_off, gone, places.by_name("local")], target("reach"),
-                                  {"key_file": key_file}, latest=True, series=small_db, jobs=2)
+                                          {"key_file": key_file}, latest=True, series=small_db, jobs=2)
     finally:
         proxy.close()
     assert restored["backup_id"] == made["backup_id"] and restored["location"] == "local"

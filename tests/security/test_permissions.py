@@ -124,7 +124,7 @@ def test_restore_spool_is_private_and_removed(small_database, tmp_path):
     target = database + "_spool"
     try:
         restored = logicalrestore.restore(postgres, location, target, faults.file_encryption(key_file),
-                                  backup_id=made["backup_id"], jobs=2, spool_dir=str(spool))
+                                          backup_id=made["backup_id"], jobs=2, spool_dir=str(spool))
     finally:
         done.set()
         watcher.join(5)

@@ -23,7 +23,7 @@ PLAYBOOK_LINE_LIMIT = 300
 
 def _line_count(path):
     with open(path, encoding="utf-8") as handle:
-        return sum(1 for _ in handle)
+        return sum(1 for line in handle)
 
 
 def test_no_engine_file_is_over_the_line_limit():

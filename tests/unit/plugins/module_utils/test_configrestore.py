@@ -59,7 +59,7 @@ def test_check_mode_and_diff_write_nothing_and_show_no_secret(tmp_path, key, sto
     os.chmod(str(dest), 0o644)
     before = dest.read_bytes()
     result = configrestore.restore(stores, key, files=[{"path": app_file, "dest": str(dest)}], rewrite=samples.DR_RULES,
-                        secret_rewrite=samples.DR_SECRET_RULES, check_mode=True, diff=True)
+                                   secret_rewrite=samples.DR_SECRET_RULES, check_mode=True, diff=True)
     assert result["changed"] and result["check_mode"]
     assert result["files"][0]["action"] == "update" and result["files"][0]["changes"] == ["content", "mode"]
     assert dest.read_bytes() == before and stat.S_IMODE(os.stat(str(dest)).st_mode) == 0o644
@@ -116,7 +116,7 @@ def test_latest_is_the_newest_complete_bundle_of_the_source_site(tmp_path, key, 
     dest = str(tmp_path / "x.json")
     assert configrestore.restore(stores, key, files=[{"path": app_file, "dest": dest}])["backup_id"] == second
     assert configrestore.restore(stores, key, files=[{"path": app_file, "dest": dest}],
-                      source_site="primary")["backup_id"] == first
+                                 source_site="primary")["backup_id"] == first
     # A bundle whose manifest never got written (a backup that died) is not "latest".
     os.unlink(os.path.join(str(tmp_path), "disk", "config", second + ".manifest.json"))
     os.unlink(os.path.join(str(tmp_path), "second", "config", second + ".manifest.json"))
@@ -146,7 +146,7 @@ def test_wrong_key_fails_in_one_line_and_writes_nothing(tmp_path, key, stores, a
     dest = tmp_path / "never" / "dr.json"
     with pytest.raises(DRError) as err:
         configrestore.restore(stores, {"key_source": "file", "key_file": str(other)},
-                   files=[{"path": app_file, "dest": str(dest)}])
+                              files=[{"path": app_file, "dest": str(dest)}])
     message = samples.one_line(err)
     assert message.startswith("config bundle %s at location local was encrypted with key file fingerprint" %
                               backup_id)
@@ -202,7 +202,7 @@ def test_kubernetes_restore_applies_server_side_with_rewrites_then_changes_nothi
     rewrite = [{"match": "db.primary.internal", "replace": "db.dr.internal"}]
     secret_rewrite = [{"match": "pw-primary", "replace": "pw-dr", "whole": True}]
     result = configrestore.restore(stores, key, kubernetes_params=params, kube_api=api, rewrite=rewrite,
-                        secret_rewrite=secret_rewrite)
+                                   secret_rewrite=secret_rewrite)
     assert [(o["kind"], o["namespace"], o["name"], o["action"]) for o in result["objects"]] == [
         ("ConfigMap", "auditron-dr", "auditron-api", "create"), ("Secret", "auditron-dr", "auditron-db", "create")]
     patches = [(m, a, k) for m, a, k in target.calls if m.startswith("patch")]
@@ -226,7 +226,7 @@ def test_kubernetes_restore_applies_server_side_with_rewrites_then_changes_nothi
 
     target.calls[:] = []
     again = configrestore.restore(stores, key, kubernetes_params=params, kube_api=api, rewrite=rewrite,
-                       secret_rewrite=secret_rewrite)
+                                  secret_rewrite=secret_rewrite)
     assert not again["changed"] and not [m for m, _a, _k in target.calls if m.startswith("patch")]
 
 
@@ -236,7 +236,7 @@ def test_kubernetes_check_mode_and_diff_send_nothing_and_mask_secrets(key, store
     live[1][1]["data"]["password"] = samples.b64("pw-old")
     target = samples.CoreV1ApiStandIn(live)
     result = configrestore.restore(stores, key, kubernetes_params={"kinds": ["Secret"]}, kube_api=kubeapi.KubernetesApi(target),
-                        check_mode=True, diff=True)
+                                   check_mode=True, diff=True)
     assert [(o["name"], o["action"], o["changes"]) for o in result["objects"]] == [
         ("auditron-db", "update", ["data.password"])]
     assert not [m for m, _a, _k in target.calls if m.startswith("patch")]

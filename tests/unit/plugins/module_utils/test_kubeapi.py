@@ -56,7 +56,7 @@ def test_the_real_client_sends_what_the_engine_means(api_server, key, stores):
     api_server.store.namespaces.add("auditron-dr")
     restore_params = {"host": api_server.url, "api_key": "t0ken", "namespace_map": {"auditron": "auditron-dr"}}
     configrestore.restore(stores, key, kubernetes_params=restore_params,
-               rewrite=[{"match": "db.primary.internal", "replace": "db.dr.internal"}])
+                          rewrite=[{"match": "db.primary.internal", "replace": "db.dr.internal"}])
     patches = [r for r in api_server.requests if r["method"] == "PATCH"]
     assert [(r["path"], r["query"], r["content_type"]) for r in patches] == [
         ("/api/v1/namespaces/auditron-dr/configmaps/auditron-api", {"fieldManager": "auditron-dr", "force": "true"},

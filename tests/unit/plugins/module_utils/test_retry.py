@@ -10,7 +10,7 @@ def test_the_default_schedule_doubles_from_a_quarter_second_up_to_eight():
 def test_jitter_waits_half_to_all_of_the_step():
     for attempt in (1, 3, 9):
         step = retry.backoff_delay(attempt, jitter=False)
-        waits = [retry.backoff_delay(attempt) for _ in range(200)]
+        waits = [retry.backoff_delay(attempt) for sample in range(200)]
         assert all(step * 0.5 <= wait <= step for wait in waits)
         assert len(set(waits)) > 1
 

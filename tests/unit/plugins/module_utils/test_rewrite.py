@@ -51,7 +51,7 @@ def test_unchanged_json_is_written_back_byte_for_byte():
 def test_match_rules_never_touch_keys_and_respect_types():
     document = rewrite.Document(json.dumps({"55432": "55432", "n": 55432, "flag": True, "one": 1}).encode())
     document.apply(rewrite.build_rules([{"match": 55432, "replace": 1}, {"match": True, "replace": False},
-                                   {"match": 1, "replace": 2}]), "x")
+                                        {"match": 1, "replace": 2}]), "x")
     # 55432 (int) becomes 1, then every int 1 becomes 2; the string "55432" and the key stay;
     # True is a boolean, not the number 1.
     assert json.loads(document.render()) == {"55432": "55432", "n": 2, "flag": False, "one": 2}
@@ -70,8 +70,8 @@ def test_substring_and_whole_matches_on_text():
 def test_path_rules_set_values_and_name_what_is_missing():
     document = rewrite.Document(json.dumps(samples.APP_CONFIG).encode())
     document.apply(rewrite.build_rules([{"path": "listen[0]", "value": "10.0.0.1"},
-                                   {"path": "postgres.port", "value": 6432},
-                                   {"path": "listen.1", "value": 9090}]), "x")
+                                        {"path": "postgres.port", "value": 6432},
+                                        {"path": "listen.1", "value": 9090}]), "x")
     tree = json.loads(document.render())
     assert tree["listen"] == ["10.0.0.1", 9090] and tree["postgres"]["port"] == 6432
     with pytest.raises(DRError, match=r"rewrite\[0\]: /app.json has no value at path postgres.nope"):
