@@ -95,12 +95,10 @@ def _tasks_in(node):
     if isinstance(node, dict):
         yield node
         for value in node.values():
-            for found in _tasks_in(value):
-                yield found
+            yield from _tasks_in(value)
     elif isinstance(node, list):
         for item in node:
-            for found in _tasks_in(item):
-                yield found
+            yield from _tasks_in(item)
 
 
 def test_the_walk_finds_calls_from_outside():
