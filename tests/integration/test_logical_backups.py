@@ -17,7 +17,7 @@ import uuid
 
 import pytest
 
-from ansible_collections.auditron.dr.plugins.module_utils import catalog, logicalrestore, pgdump
+from ansible_collections.auditron.dr.plugins.module_utils import catalog, logicalrestore, pgdump, prune
 from ansible_collections.auditron.dr.plugins.module_utils.common import DRError, format_time, parse_time
 from ansible_collections.auditron.dr.plugins.module_utils.keyproviders import generate_key_file
 from ansible_collections.auditron.dr.plugins.module_utils.storage import location_from_params
@@ -486,13 +486,13 @@ def test_prune_removes_nothing_when_a_location_cannot_be_listed(lab, postgres, s
                                           endpoint_url="https://localhost:%d" % closed_port()),
                                 max_attempts=1, connect_timeout=2)
     with pytest.raises(DRError) as err:
-        catalog.prune_logical(places.locations() + [gone], small_db, retention={"daily_days": 7})
+        prune.prune_logical(places.locations() + [gone], small_db, retention={"daily_days": 7})
     assert "nothing removed: s3-closed could not be listed completely" in str(err.value)
     assert sorted(catalog.Catalog.load(places.locations()).entries) == sorted(m["backup_id"] for m in made)
     # A verification that failed makes the newest invalid: the previous one is the newest valid and stays.
     catalog.record_verification(places.locations(), made[1]["backup_id"], passed=False, detail="row counts differ",
                                 by="test")
-    result = catalog.prune_logical(places.locations(), small_db, retention={"daily_days": 7},
+    result = prune.prune_logical(places.locations(), small_db, retention={"daily_days": 7},
                                    now=format_time(parse_time(made[1]["finished_at"])))
     assert result["newest_valid"] == made[0]["backup_id"] and result["deleted"] == []
     assert "kept for inspection" in result["reasons"][made[1]["backup_id"]]
