@@ -239,20 +239,29 @@ def record_verification(locations, backup_id, passed, detail="", by="", checks=N
         entry["checks"] = list(checks)
     if location_results:
         entry["locations"] = dict(location_results)
+    return append_verification(locations, verification_key(backup_id), entry, backup_id,
+                               {"format": MANIFEST_FORMAT + "-verification", "format_version": 1,
+                                "backup_id": backup_id})
+
+
+def append_verification(locations, key, entry, what, header):
+    """Add `entry` to the verification record at `key` in every location: the document is
+    `header` plus `last` (the entry) and `history` (the last VERIFICATION_HISTORY entries, newest
+    last). Logical backups (record_verification) and pgBackRest sets
+    (verification.record_physical_verification) keep their records so. A damaged record is
+    replaced; a location that cannot be written does not stop the others. Returns {'written':
+    [names], 'failed': {name: message}, 'record': entry}."""
     written, failed = [], {}
     for location in locations:
-        key = verification_key(backup_id)
         try:
             history = []
             if location.head(key) is not None:
                 try:
-                    previous, _raw = read_json(location, key, "verification record of %s" % backup_id)
+                    previous, _raw = read_json(location, key, "verification record of %s" % what)
                     history = [item for item in previous.get("history", []) if isinstance(item, dict)]
                 except DRError:
                     history = []  # a damaged record is replaced, not a reason to stop recording
-            history = (history + [entry])[-VERIFICATION_HISTORY:]
-            document = {"format": MANIFEST_FORMAT + "-verification", "format_version": 1, "backup_id": backup_id,
-                        "last": entry, "history": history}
+            document = dict(header, last=entry, history=(history + [entry])[-VERIFICATION_HISTORY:])
             location.put_bytes(key, (json.dumps(document, sort_keys=True, indent=1) + "\n").encode("ascii"))
             written.append(location.name)
         except DRError as exc:

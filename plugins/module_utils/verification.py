@@ -782,24 +782,8 @@ def record_physical_verification(locations, stanza, label, passed, detail="", by
              "result": "passed" if passed else "failed", "detail": str(detail or ""), "by": str(by or "")}
     if checks:
         entry["checks"] = list(checks)
-    written, failed = [], {}
-    for location in locations:
-        try:
-            history = []
-            if location.head(key) is not None:
-                try:
-                    previous, _raw = catalog.read_json(location, key, "verification record of %s" % label)
-                    history = [item for item in previous.get("history", []) if isinstance(item, dict)]
-                except DRError:
-                    history = []  # a damaged record is replaced
-            history = (history + [entry])[-catalog.VERIFICATION_HISTORY:]
-            document = {"format": PHYSICAL_RECORD_FORMAT, "format_version": 1, "stanza": stanza, "backup": label,
-                        "last": entry, "history": history}
-            location.put_bytes(key, (json.dumps(document, sort_keys=True, indent=1) + "\n").encode("ascii"))
-            written.append(location.name)
-        except DRError as exc:
-            failed[location.name] = exc.message
-    return {"written": written, "failed": failed, "record": entry}
+    return catalog.append_verification(locations, key, entry, label, {
+        "format": PHYSICAL_RECORD_FORMAT, "format_version": 1, "stanza": stanza, "backup": label})
 
 
 def last_physical_verification(locations, stanza, label):
