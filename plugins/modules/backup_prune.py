@@ -186,7 +186,7 @@ physical:
       type: dict
 """
 
-from ansible_collections.auditron.dr.plugins.module_utils import prune
+from ansible_collections.auditron.dr.plugins.module_utils import prune as prune_mod
 from ansible_collections.auditron.dr.plugins.module_utils.base import AuditronModule, location_suboptions
 from ansible_collections.auditron.dr.plugins.module_utils.common import DRError
 from ansible_collections.auditron.dr.plugins.module_utils.storage import locations_from_params
@@ -216,16 +216,16 @@ def prune(params, check_mode):
     result = {"changed": False}
     messages = []
     if params["locations"]:
-        logical = prune.prune_logical(locations_from_params(params["locations"]), params["series"],
-                                            retention=retention, now=params["now"], check_mode=check_mode)
+        logical = prune_mod.prune_logical(locations_from_params(params["locations"]), params["series"],
+                                          retention=retention, now=params["now"], check_mode=check_mode)
         result["changed"] = result["changed"] or logical.pop("changed")
         messages.append(logical.pop("msg"))
         result["logical"] = logical
     if params["pgbackrest"]:
         options = params["pgbackrest"]
-        physical = prune.prune_physical(options["config"], options["stanza"], repos=options["repos"],
-                                              retention=retention, now=params["now"], check_mode=check_mode,
-                                              binary=options["binary"])
+        physical = prune_mod.prune_physical(options["config"], options["stanza"], repos=options["repos"],
+                                            retention=retention, now=params["now"], check_mode=check_mode,
+                                            binary=options["binary"])
         result["changed"] = result["changed"] or physical.pop("changed")
         messages.append(physical.pop("msg"))
         result["physical"] = physical

@@ -493,6 +493,6 @@ def test_prune_removes_nothing_when_a_location_cannot_be_listed(lab, postgres, s
     catalog.record_verification(places.locations(), made[1]["backup_id"], passed=False, detail="row counts differ",
                                 by="test")
     result = prune.prune_logical(places.locations(), small_db, retention={"daily_days": 7},
-                                   now=format_time(parse_time(made[1]["finished_at"])))
+                                 now=format_time(parse_time(made[1]["finished_at"])))
     assert result["newest_valid"] == made[0]["backup_id"] and result["deleted"] == []
     assert "kept for inspection" in result["reasons"][made[1]["backup_id"]]
