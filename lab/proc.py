@@ -33,6 +33,20 @@ def _start_time(pid):
     return int(fields[19])
 
 
+def started_at(pid):
+    """When the live process `pid` started, in seconds since the epoch; None when there is none.
+    (/proc gives clock ticks since boot; /proc/stat the boot time.)"""
+    ticks = _start_time(pid)
+    if ticks is None:
+        return None
+    try:
+        with open("/proc/stat") as handle:
+            boot = next(int(line.split()[1]) for line in handle if line.startswith("btime "))
+    except (OSError, StopIteration, ValueError):
+        return None
+    return boot + ticks / os.sysconf("SC_CLK_TCK")
+
+
 def alive(pid, start_time=None):
     now = _start_time(pid)
     return now is not None and (start_time is None or now == start_time)

@@ -156,10 +156,22 @@ def _pg(binary):
 
 
 def postmaster_pid(data_dir):
+    """The pid of the postmaster running on data_dir; None when none is.
+
+    A postmaster killed with -9 leaves its postmaster.pid behind, and its pid is soon another
+    process's (pid_max is 32768 here, and a test run starts far more processes than that): the
+    file's pid counts only if that process started when the file says the postmaster did (its
+    third line). Else a stopped cluster would be taken for a running one, and a kill aimed at
+    it would hit a stranger."""
     try:
-        return int(Path(data_dir, "postmaster.pid").read_text().splitlines()[0])
+        lines = Path(data_dir, "postmaster.pid").read_text().splitlines()
+        pid, started = int(lines[0]), int(lines[2])
     except (OSError, ValueError, IndexError):
         return None
+    live = proc.started_at(pid)
+    if live is None or abs(live - started) > 5:
+        return None
+    return pid
 
 
 def cluster_running(data_dir):

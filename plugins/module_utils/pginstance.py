@@ -168,9 +168,10 @@ def read_postmaster_pid(pg_path):
     def line(number):
         return lines[number].strip() if len(lines) > number else ""
 
-    port = line(3)
+    port, started = line(3), line(2)
     return {"pid": pid, "data_dir": line(1), "port": int(port) if port.isdigit() else None,
-            "socket_dir": line(4) or None, "listen": line(5) or None, "status": line(7) or None}
+            "socket_dir": line(4) or None, "listen": line(5) or None, "status": line(7) or None,
+            "started": int(started) if started.isdigit() else None}
 
 
 def pid_alive(pid):
@@ -181,11 +182,35 @@ def pid_alive(pid):
     return True
 
 
+def process_started_at(pid):
+    """When process `pid` started, in seconds since the epoch (/proc), or None (no such process,
+    or no /proc to ask)."""
+    try:
+        with open("/proc/%d/stat" % pid, "rb") as handle:
+            stat = handle.read()
+        with open("/proc/stat") as handle:
+            boot = [int(row.split()[1]) for row in handle if row.startswith("btime ")][0]
+    except (IOError, OSError, IndexError, ValueError):
+        return None
+    # The command name (field 2) may hold spaces and parentheses: count after the last ')'.
+    ticks = int(stat[stat.rindex(b")") + 2:].split()[19])
+    return boot + ticks / float(os.sysconf("SC_CLK_TCK"))
+
+
 def running_postmaster(pg_path):
+    """postmaster.pid's contents when its postmaster runs, else None.
+
+    A postmaster that died with SIGKILL or a power loss leaves the file behind, and its pid is
+    soon another process's: the pid counts only when that process started when the file says the
+    postmaster did (within a few seconds); a stranger is never taken for the server (or signalled
+    as one by pg_ctl)."""
     info = read_postmaster_pid(pg_path)
-    if info and pid_alive(info["pid"]):
-        return info
-    return None
+    if not info or not pid_alive(info["pid"]):
+        return None
+    started = process_started_at(info["pid"])
+    if info["started"] is not None and started is not None and abs(started - info["started"]) > 5:
+        return None
+    return info
 
 
 def parse_port_range(text):

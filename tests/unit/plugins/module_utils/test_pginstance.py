@@ -8,6 +8,7 @@ this test's own pid (a live process) and answers the status query from a script.
 
 import os
 import socket
+import time
 
 import pytest
 
@@ -76,8 +77,25 @@ def test_postmaster_pid_is_read_line_by_line(tmp_path):
         "127.0.0.1\n   55432001         2\nready   \n")
     info = pginstance.read_postmaster_pid(str(tmp_path))
     assert info == {"pid": 22298, "data_dir": "/work/main/.lab/pg/primary/data", "port": 55432,
-                    "socket_dir": "/work/main/.lab/pg/primary/run", "listen": "127.0.0.1", "status": "ready"}
+                    "socket_dir": "/work/main/.lab/pg/primary/run", "listen": "127.0.0.1", "status": "ready",
+                    "started": 1795482031}
     assert pginstance.read_postmaster_pid(str(tmp_path / "nowhere")) is None
+
+
+def test_a_postmaster_pid_left_by_a_killed_server_is_not_taken_for_a_running_one(tmp_path):
+    # The file's pid is alive (this test's own process) but started at another time than the
+    # file says: the pid was reused after the postmaster died, and nothing runs on this directory.
+    me = os.getpid()
+    started = pginstance.process_started_at(me)
+    assert started and abs(started - time.time()) < 24 * 3600
+
+    def write(start):
+        (tmp_path / "postmaster.pid").write_text("%d\n%s\n%d\n55432\n/tmp\n127.0.0.1\n  1  2\nready   \n"
+                                                 % (me, tmp_path, start))
+    write(int(started) - 3600)
+    assert pginstance.running_postmaster(str(tmp_path)) is None
+    write(int(started))
+    assert pginstance.running_postmaster(str(tmp_path))["pid"] == me
 
 
 def test_port_range_parsing():
@@ -184,8 +202,8 @@ class FakeServer(object):
                     log.write("2026-11-24 01:00:00.000 UTC [9] FATAL:  %s\n" % self.start_fails_with)
                 return 1, "", "pg_ctl: could not start server\n"
             port = pginstance.managed_settings((self.data / "postgresql.auto.conf").read_text()).get("port")
-            (self.data / "postmaster.pid").write_text("%d\n%s\n0\n%s\n%s\n127.0.0.1\n0 0\nstandby\n" % (
-                os.getpid(), self.data, port, self.data.parent / "run"))
+            (self.data / "postmaster.pid").write_text("%d\n%s\n%d\n%s\n%s\n127.0.0.1\n0 0\nstandby\n" % (
+                os.getpid(), self.data, pginstance.process_started_at(os.getpid()), port, self.data.parent / "run"))
             return 0, "server started\n", ""
         if argv[-1] == "stop":
             (self.data / "postmaster.pid").unlink()
