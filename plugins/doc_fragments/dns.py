@@ -6,12 +6,9 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+from ansible_collections.auditron.dr.plugins.doc_fragments.aws import aws_suboptions
 
-class ModuleDocFragment(object):
-    # The `dns` option (base.dns_suboptions), optional (preflight skips the check without it);
-    # dns_record makes it required with an `options: dns: required: true` of its own, which
-    # ansible merges over the fragment's option.
-    DOCUMENTATION = r"""
+_BEFORE_AWS = r"""
 options:
   dns:
     description:
@@ -66,29 +63,14 @@ options:
             description: Hosted zone id.
             type: str
             required: true
-          endpoint_url:
-            description: API endpoint URL; omit for AWS.
-            type: str
-            aliases: [endpoint]
-          region:
-            description: AWS region.
-            type: str
-            default: us-east-1
-          access_key:
-            description: Access key id. Never logged.
-            type: str
-          secret_key:
-            description: Secret access key. Never logged.
-            type: str
-          session_token:
-            description: Session token. Never logged.
-            type: str
-          ca_bundle:
-            description: CA bundle for the endpoint's certificate.
-            type: path
-            aliases: [ca_file]
-          validate_certs:
-            description: Verify the endpoint's TLS certificate.
-            type: bool
-            default: true
 """
+
+
+class ModuleDocFragment(object):
+    """The `dns` option (base.dns_suboptions), optional (preflight skips the check without it);
+    dns_record makes it required with an `options: dns: required: true` of its own, which ansible
+    merges over this one. DOCUMENTATION is set below, after the class: the AWS suboptions of
+    `route53` come from the aws fragment."""
+
+
+ModuleDocFragment.DOCUMENTATION = _BEFORE_AWS + aws_suboptions(10)

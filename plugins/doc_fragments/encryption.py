@@ -6,10 +6,9 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+from ansible_collections.auditron.dr.plugins.doc_fragments.aws import aws_suboptions
 
-class ModuleDocFragment(object):
-    # Envelope encryption: a data key per backup, wrapped by a key from a file, KMS or Vault.
-    DOCUMENTATION = r"""
+_BEFORE_AWS = r"""
 options:
   encryption:
     description:
@@ -32,32 +31,8 @@ options:
         description: AWS API endpoint and credentials for KMS.
         type: dict
         suboptions:
-          endpoint_url:
-            description: API endpoint URL; omit for AWS.
-            type: str
-            aliases: [endpoint]
-          region:
-            description: AWS region.
-            type: str
-            default: us-east-1
-          access_key:
-            description: Access key id. Never logged.
-            type: str
-          secret_key:
-            description: Secret access key. Never logged.
-            type: str
-          session_token:
-            description: Session token. Never logged.
-            type: str
-          ca_bundle:
-            description: CA bundle for the endpoint's certificate.
-            type: path
-            aliases: [ca_file]
-          validate_certs:
-            description: Verify the endpoint's TLS certificate.
-            type: bool
-            default: true
-      vault_url:
+"""
+_AFTER_AWS = r"""      vault_url:
         description: HashiCorp Vault address for O(encryption.key_source=vault).
         type: str
       vault_token:
@@ -81,3 +56,11 @@ options:
         type: bool
         default: false
 """
+
+
+class ModuleDocFragment(object):
+    """Envelope encryption: a data key per backup, wrapped by a key from a file, KMS or Vault.
+    DOCUMENTATION is set below, after the class: its `aws` suboptions come from the aws fragment."""
+
+
+ModuleDocFragment.DOCUMENTATION = _BEFORE_AWS + aws_suboptions(10) + _AFTER_AWS

@@ -81,6 +81,33 @@ def stamp_time(stamp):
         return None
 
 
+def check_id(backup_id, parsed, message):
+    """backup_id when `parsed` (what parsing it gave) is not None; else DRError(message % backup_id),
+    a message that says what the id should look like."""
+    if parsed is None:
+        raise DRError(message % (backup_id,))
+    return backup_id
+
+
+def header_problems(manifest, backup_id, manifest_format, newest_version):
+    """The problems of a manifest's common header (format, format_version, id), as short
+    phrases; a manifest that is not a JSON object is one problem. Logical backups and
+    configuration bundles check their own fields after these."""
+    if not isinstance(manifest, dict):
+        return ["not a JSON object"]
+    problems = []
+    if manifest.get("format") != manifest_format:
+        problems.append("format is %r, expected %r" % (manifest.get("format"), manifest_format))
+    version = manifest.get("format_version")
+    if not isinstance(version, int) or version < 1:
+        problems.append("format_version is %r" % (version,))
+    elif version > newest_version:
+        problems.append("format_version %d is newer than this collection reads (%d)" % (version, newest_version))
+    if backup_id is not None and manifest.get("id") != backup_id:
+        problems.append("id is %r, but the object is named for %s" % (manifest.get("id"), backup_id))
+    return problems
+
+
 def artifact_key(backup_id, encrypted, encrypted_suffix, plain_suffix):
     """The artifact's key: the id and the suffix that says whether it is encrypted."""
     return backup_id + (encrypted_suffix if encrypted else plain_suffix)

@@ -106,10 +106,8 @@ def parse_backup_id(backup_id):
 
 
 def check_backup_id(backup_id):
-    if parse_backup_id(backup_id) is None:
-        raise DRError("backup id %r is not a logical backup id (expected <series>_YYYYMMDD_HHMMSS, for example "
-                      "auditron_20261124_020000)" % (backup_id,))
-    return backup_id
+    return backupset.check_id(backup_id, parse_backup_id(backup_id), "backup id %r is not a logical backup id "
+                              "(expected <series>_YYYYMMDD_HHMMSS, for example auditron_20261124_020000)")
 
 
 def artifact_key(backup_id, encrypted=True):
@@ -147,18 +145,9 @@ def manifest_time(manifest):
 
 def manifest_problems(manifest, backup_id=None):
     """What makes a manifest incomplete or unusable, as short phrases (empty when complete)."""
+    problems = backupset.header_problems(manifest, backup_id, MANIFEST_FORMAT, MANIFEST_VERSION)
     if not isinstance(manifest, dict):
-        return ["not a JSON object"]
-    problems = []
-    if manifest.get("format") != MANIFEST_FORMAT:
-        problems.append("format is %r, expected %r" % (manifest.get("format"), MANIFEST_FORMAT))
-    version = manifest.get("format_version")
-    if not isinstance(version, int) or version < 1:
-        problems.append("format_version is %r" % (version,))
-    elif version > MANIFEST_VERSION:
-        problems.append("format_version %d is newer than this collection reads (%d)" % (version, MANIFEST_VERSION))
-    if backup_id is not None and manifest.get("id") != backup_id:
-        problems.append("id is %r, but the object is named for %s" % (manifest.get("id"), backup_id))
+        return problems
     for field in ("database", "series", "started_at", "snapshot_at", "finished_at"):
         if not manifest.get(field):
             problems.append("%s is missing" % field)

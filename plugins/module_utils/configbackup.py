@@ -107,10 +107,8 @@ def backup_time(backup_id):
 
 
 def check_backup_id(backup_id):
-    if backup_time(backup_id) is None:
-        raise DRError("backup_id %r is not a configuration bundle id (expected config_YYYYMMDD_HHMMSS, for example "
-                      "config_20261124_020000, or latest)" % (backup_id,))
-    return backup_id
+    return backupset.check_id(backup_id, backup_time(backup_id), "backup_id %r is not a configuration bundle id "
+                              "(expected config_YYYYMMDD_HHMMSS, for example config_20261124_020000, or latest)")
 
 
 def bundle_key(backup_id, encrypted=True):
@@ -331,18 +329,9 @@ manifest_bytes = backupset.manifest_bytes
 
 def manifest_problems(manifest, backup_id=None):
     """What makes a manifest incomplete or unusable, as short phrases (empty when complete)."""
+    problems = backupset.header_problems(manifest, backup_id, MANIFEST_FORMAT, FORMAT_VERSION)
     if not isinstance(manifest, dict):
-        return ["not a JSON object"]
-    problems = []
-    if manifest.get("format") != MANIFEST_FORMAT:
-        problems.append("format is %r, expected %r" % (manifest.get("format"), MANIFEST_FORMAT))
-    version = manifest.get("format_version")
-    if not isinstance(version, int) or version < 1:
-        problems.append("format_version is %r" % (version,))
-    elif version > FORMAT_VERSION:
-        problems.append("format_version %d is newer than this collection reads (%d)" % (version, FORMAT_VERSION))
-    if backup_id is not None and manifest.get("id") != backup_id:
-        problems.append("id is %r, but the object is named for %s" % (manifest.get("id"), backup_id))
+        return problems
     artifact = manifest.get("artifact")
     if not isinstance(artifact, dict):
         problems.append("no artifact")
