@@ -33,6 +33,7 @@ import psycopg2
 from tests.conftest import REPO, VENV_BIN, ansible_env, ansible_playbook
 from tests.helpers import lab_db
 from tests.helpers.tcpproxy import TcpProxy
+from tests.helpers.ports import closed_port, free_port  # noqa: F401 pylint: disable=unused-import
 
 INVENTORY = str(REPO / "inventories" / "local")
 # backup_database.yml's logical backup alone (its role), keeping the result in {out}:
@@ -57,18 +58,7 @@ RCLONE_TEMP_PREFIX = ".rclone_temp_"
 
 
 # ---------------------------------------------------------------------------------------------
-# Ports and processes
-
-def free_port():
-    """A TCP port nothing listens on right now (bound and released: closed until someone binds it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def closed_port():
-    return free_port()
-
+# Processes (the ports are tests/helpers/ports.py's, named here too for the fault tests)
 
 def descendants(pid):
     """Every process below `pid` (children, grandchildren...), read from /proc."""

@@ -20,7 +20,6 @@ import base64
 import hashlib
 import json
 import os
-import socket
 import stat
 import subprocess
 import uuid
@@ -33,6 +32,7 @@ from ansible_collections.auditron.dr.plugins.module_utils.common import DRError
 from ansible_collections.auditron.dr.plugins.module_utils.keyproviders import generate_key_file
 from ansible_collections.auditron.dr.plugins.module_utils.storage import location_from_params
 from tests.conftest import REPO, VENV_BIN, ansible_env
+from tests.helpers.ports import closed_port
 
 
 def s3_location(lab, region, prefix, name=None, **overrides):
@@ -42,13 +42,6 @@ def s3_location(lab, region, prefix, name=None, **overrides):
                 "secret_key": store["secret_key"], "ca_bundle": store["ca_file"], "prefix": prefix}
     location.update(overrides)
     return location
-
-
-def closed_port():
-    """A port nothing listens on (bound, then released)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.fixture

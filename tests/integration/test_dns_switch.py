@@ -7,7 +7,6 @@ providers, whatever happens: other tests expect it.
 
 import json
 import os
-import socket
 import stat
 import subprocess
 
@@ -20,6 +19,7 @@ import pytest
 from ansible_collections.auditron.dr.plugins.module_utils import dnsswitch
 from ansible_collections.auditron.dr.plugins.module_utils.common import DRError
 from tests.conftest import REPO, VENV_BIN, ansible_env
+from tests.helpers.ports import closed_port
 
 pytestmark = pytest.mark.lab
 
@@ -83,12 +83,6 @@ def route53_record(lab):
                                             MaxItems="1")["ResourceRecordSets"]
     found = [s for s in sets if s["Name"].rstrip(".") == lab["dns"]["record"] and s["Type"] == "A"]
     return found[0]["TTL"], sorted(r["Value"] for r in found[0]["ResourceRecords"])
-
-
-def closed_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def one_line(message):

@@ -9,7 +9,6 @@ dr_logical_<run>_*; everything is removed at the end. The full-size test backs u
 
 import json
 import os
-import socket
 import textwrap
 import threading
 import time
@@ -25,6 +24,7 @@ from tests.conftest import REPO
 from tests.helpers.faults import (LOGICAL_BACKUP_PLAYBOOK, admin, database_exists, kms_encryption, pg_params,
                                   s3_params, sql)
 from tests.helpers.tcpproxy import TcpProxy
+from tests.helpers.ports import closed_port
 
 pytestmark = pytest.mark.lab
 
@@ -114,14 +114,6 @@ def flip_byte(location, key, offset):
     data = bytearray(location.get_bytes(key))
     data[offset] ^= 0x01
     location.put_bytes(key, bytes(data))
-
-
-def closed_port():
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    sock.close()
-    return port
 
 
 # ---------------------------------------------------------------------------------------------

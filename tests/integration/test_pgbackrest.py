@@ -21,6 +21,7 @@ import pytest
 
 from tests.conftest import REPO, VENV_BIN, ansible_env
 from tests.helpers.tcpproxy import TcpProxy
+from tests.helpers.ports import closed_port
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
 
@@ -154,15 +155,6 @@ def chown_to_lab_user(lab, *paths):
         _name, uid, gid, _home = lab_config.server_user()
         for path in paths:
             os.chown(path, uid, gid)
-
-
-def closed_port():
-    import socket  # pylint: disable=import-outside-toplevel
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    sock.close()
-    return port
 
 
 def scratch_dirs(lab, name):

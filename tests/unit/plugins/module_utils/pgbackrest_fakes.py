@@ -7,6 +7,8 @@ import json
 import socket
 
 import pytest
+# closed_port is offered here too, beside the fake repositories it is used with.
+from tests.helpers.ports import closed_port  # noqa: F401 pylint: disable=unused-import
 
 UTC = datetime.timezone.utc
 NOW = datetime.datetime(2026, 11, 24, 12, 0, 0, tzinfo=UTC)
@@ -26,14 +28,6 @@ def listener():
     sock.listen(16)
     yield sock.getsockname()[1]
     sock.close()
-
-
-def closed_port():
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    sock.close()
-    return port
 
 
 def write_config(tmp_path, s3_ports, repo1=True):

@@ -15,7 +15,6 @@ import importlib.util
 import io
 import json
 import os
-import socket
 import stat
 import time
 from pathlib import Path
@@ -30,6 +29,7 @@ from ansible_collections.auditron.dr.plugins.module_utils.keyproviders import (
     provider_from_params)
 from tests.unit.plugins.module_utils.crypto_fixtures import (  # noqa: F401 pylint: disable=unused-import
     CONTEXT, PLAINTEXT, WHAT, RecordingSink, encrypt, key_path, provider, read_until_error, sealed)
+from tests.helpers.ports import closed_port
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[3]
@@ -45,12 +45,6 @@ def _load_stand_in():
 
 
 VaultTransitStandIn = _load_stand_in()
-
-
-def closed_port():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 # ---------------------------------------------------------------------------------------------
