@@ -17,12 +17,12 @@ import http.server
 import inspect
 import json
 import os
-import threading
 import urllib.parse
 
 import pytest
 
 from ansible_collections.auditron.dr.plugins.module_utils.keyproviders import generate_key_file
+from tests.helpers.http_stub import ServedOnLoopback
 
 # Without the client the stand-ins cannot be built: every test module that loads this is skipped.
 kubernetes = pytest.importorskip("kubernetes")
@@ -292,14 +292,11 @@ class KubeApiServerStandIn(object):
             do_GET = _handle
             do_PATCH = _handle
 
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = "http://127.0.0.1:%d" % self.server.server_address[1]
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
+        self.served = ServedOnLoopback(Handler)
+        self.url = self.served.url
 
     def close(self):
-        self.server.shutdown()
-        self.server.server_close()
+        self.served.close()
 
 
 @pytest.fixture

@@ -4,13 +4,13 @@ lab's PostgreSQL).
 """
 
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 
 from ansible_collections.auditron.dr.plugins.module_utils import appverify
 from ansible_collections.auditron.dr.plugins.module_utils.common import DRError
+from tests.helpers.http_stub import ServedOnLoopback
 from tests.unit.plugins.module_utils.platform_fakes import FakeClock
 
 
@@ -44,14 +44,11 @@ class FakeApi:
                 self.end_headers()
                 self.wfile.write(data)
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = "http://127.0.0.1:%d" % self.server.server_address[1]
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
+        self.served = ServedOnLoopback(Handler)
+        self.url = self.served.url
 
     def close(self):
-        self.server.shutdown()
-        self.server.server_close()
+        self.served.close()
 
 
 @pytest.fixture
