@@ -31,3 +31,35 @@ options:
     type: float
     default: 5
 """
+
+
+# One stanza to act on, as pgbackrest_verify takes it (STANZA) and as the `pgbackrest` option of
+# backup_catalog and backup_prune does (PHYSICAL, with the executable); argument specs
+# base.pgbackrest_stanza_spec and base.pgbackrest_physical_suboptions. Set after the class:
+# ansible-test's yamllint reads every assignment in a fragment's class body as a literal string.
+_STANZA = r"""config:
+  description: pgBackRest configuration file.
+  type: path
+  required: true
+stanza:
+  description: Stanza.
+  type: str
+  default: auditron
+repos:
+  description: Repository numbers; every configured one when omitted.
+  type: list
+  elements: int
+"""
+_BINARY = r"""binary:
+  description: pgBackRest executable.
+  type: str
+  default: pgbackrest
+"""
+
+
+def _indented(text, indent):
+    return "".join(" " * indent + line if line.strip() else line for line in text.splitlines(True))
+
+
+ModuleDocFragment.STANZA = "\noptions:\n" + _indented(_STANZA, 2)
+ModuleDocFragment.PHYSICAL = "\noptions:\n  pgbackrest:\n    suboptions:\n" + _indented(_STANZA + _BINARY, 6)

@@ -61,6 +61,21 @@ def location_suboptions():
     )
 
 
+def pgbackrest_stanza_spec():
+    """One pgBackRest stanza to act on (pgbackrest_verify); documented by auditron.dr.pgbackrest.stanza."""
+    return dict(
+        config=dict(type="path", required=True),
+        stanza=dict(type="str", default="auditron"),
+        repos=dict(type="list", elements="int"),
+    )
+
+
+def pgbackrest_physical_suboptions():
+    """The `pgbackrest` option of backup_catalog and backup_prune: a stanza and the executable;
+    documented by auditron.dr.pgbackrest.physical."""
+    return dict(pgbackrest_stanza_spec(), binary=dict(type="str", default="pgbackrest"))
+
+
 def transfer_argument_spec():
     """How object copies run (the mirror's engine): object_mirror and file_history; documented by
     the auditron.dr.transfer doc fragment."""

@@ -680,6 +680,8 @@ def pgbackrest_engine():
     return pgbackrest
 
 
-def physical_summary(config, stanza, repos=None):
+def physical_summary(config, stanza, repos=None, binary=None):
     """What pgBackRest's repositories hold (pgbackrest.info_summary), for the catalog."""
-    return pgbackrest_engine().info_summary(config, stanza, repos=repos or None, wal_times=False)
+    engine = pgbackrest_engine()
+    return engine.info_summary(config, stanza, repos=repos or None, binary=binary or engine.DEFAULT_BINARY,
+                               wal_times=False)

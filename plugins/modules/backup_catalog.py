@@ -31,6 +31,7 @@ description:
 extends_documentation_fragment:
   - auditron.dr.location
   - auditron.dr.encryption
+  - auditron.dr.pgbackrest.physical
   - auditron.dr.read_only
   - ansible.builtin.action_common_attributes
 options:
@@ -59,19 +60,6 @@ options:
     description: Also list the physical backups of this pgBackRest stanza. Run the task as the PostgreSQL OS user
       (become), as pgBackRest requires.
     type: dict
-    suboptions:
-      config:
-        description: pgBackRest configuration file.
-        type: path
-        required: true
-      stanza:
-        description: Stanza.
-        type: str
-        default: auditron
-      repos:
-        description: Repository numbers to include; all configured when omitted.
-        type: list
-        elements: int
 seealso:
   - module: auditron.dr.pg_backup
   - module: auditron.dr.pg_restore
@@ -185,7 +173,7 @@ table:
 from ansible_collections.auditron.dr.plugins.module_utils import catalog as catalog_mod
 from ansible_collections.auditron.dr.plugins.module_utils import logicalrestore
 from ansible_collections.auditron.dr.plugins.module_utils.base import (
-    AuditronModule, encryption_suboptions, location_suboptions)
+    AuditronModule, encryption_suboptions, location_suboptions, pgbackrest_physical_suboptions)
 from ansible_collections.auditron.dr.plugins.module_utils.common import DRError, human_bytes, parse_time
 from ansible_collections.auditron.dr.plugins.module_utils.storage import locations_from_params
 
@@ -198,11 +186,7 @@ def argument_spec():
         latest_before=dict(type="str"),
         backup_id=dict(type="str"),
         deep=dict(type="bool", default=False),
-        pgbackrest=dict(type="dict", options=dict(
-            config=dict(type="path", required=True),
-            stanza=dict(type="str", default="auditron"),
-            repos=dict(type="list", elements="int"),
-        )),
+        pgbackrest=dict(type="dict", options=pgbackrest_physical_suboptions()),
     )
 
 
@@ -239,7 +223,8 @@ def list_backups(params, warn):
         warn("location %s could not be listed: %s" % (name, error))
     if params["pgbackrest"]:
         options = params["pgbackrest"]
-        result["physical"] = catalog_mod.physical_summary(options["config"], options["stanza"], options["repos"])
+        result["physical"] = catalog_mod.physical_summary(options["config"], options["stanza"], options["repos"],
+                                                          binary=options["binary"])
     if backup_id is not None:
         result["backup"] = chosen_backup(result, backup_id, [location.name for location in locations])
     valid = result["counts"].get("valid", 0)

@@ -28,6 +28,7 @@ description:
     Nothing is expired when a repository cannot be read.
 extends_documentation_fragment:
   - auditron.dr.location
+  - auditron.dr.pgbackrest.physical
   - ansible.builtin.action_common_attributes
 attributes:
   check_mode:
@@ -75,23 +76,6 @@ options:
     description: Also apply the policy to the full backups of this pgBackRest stanza. Run the task as the
       PostgreSQL OS user (become), as pgBackRest requires.
     type: dict
-    suboptions:
-      config:
-        description: pgBackRest configuration file.
-        type: path
-        required: true
-      stanza:
-        description: Stanza.
-        type: str
-        default: auditron
-      repos:
-        description: Repository numbers to prune; all configured when omitted.
-        type: list
-        elements: int
-      binary:
-        description: pgBackRest executable.
-        type: str
-        default: pgbackrest
 notes:
   - Give O(locations), O(pgbackrest) or both.
 seealso:
@@ -187,7 +171,8 @@ physical:
 """
 
 from ansible_collections.auditron.dr.plugins.module_utils import prune as prune_mod
-from ansible_collections.auditron.dr.plugins.module_utils.base import AuditronModule, location_suboptions
+from ansible_collections.auditron.dr.plugins.module_utils.base import (
+    AuditronModule, location_suboptions, pgbackrest_physical_suboptions)
 from ansible_collections.auditron.dr.plugins.module_utils.common import DRError
 from ansible_collections.auditron.dr.plugins.module_utils.storage import locations_from_params
 
@@ -200,12 +185,7 @@ def argument_spec():
             hourly_hours=dict(type="int"), daily_days=dict(type="int"), weekly_days=dict(type="int"),
             monthly_days=dict(type="int"), yearly_days=dict(type="int"), keep_last=dict(type="int"))),
         now=dict(type="str"),
-        pgbackrest=dict(type="dict", options=dict(
-            config=dict(type="path", required=True),
-            stanza=dict(type="str", default="auditron"),
-            repos=dict(type="list", elements="int"),
-            binary=dict(type="str", default="pgbackrest"),
-        )),
+        pgbackrest=dict(type="dict", options=pgbackrest_physical_suboptions()),
     )
 
 

@@ -22,6 +22,7 @@ description:
     it cannot run (bad options, no pgBackRest configuration).
   - Run it as the PostgreSQL OS user (become).
 extends_documentation_fragment:
+  - auditron.dr.pgbackrest.stanza
   - ansible.builtin.action_common_attributes
 attributes:
   check_mode:
@@ -32,18 +33,6 @@ attributes:
   platform:
     platforms: posix
 options:
-  config:
-    description: pgBackRest configuration file.
-    type: path
-    required: true
-  stanza:
-    description: Stanza.
-    type: str
-    default: auditron
-  repos:
-    description: Repository numbers; every configured one when omitted.
-    type: list
-    elements: int
   process_max:
     description: C(--process-max) for each verify; the configuration's when omitted.
     type: int
@@ -95,14 +84,12 @@ dr_report:
 """
 
 from ansible_collections.auditron.dr.plugins.module_utils import repoverify
-from ansible_collections.auditron.dr.plugins.module_utils.base import AuditronModule
+from ansible_collections.auditron.dr.plugins.module_utils.base import AuditronModule, pgbackrest_stanza_spec
 
 
 def argument_spec():
     return dict(
-        config=dict(type="path", required=True),
-        stanza=dict(type="str", default="auditron"),
-        repos=dict(type="list", elements="int"),
+        pgbackrest_stanza_spec(),
         process_max=dict(type="int"),
         timeout=dict(type="int", default=7200),
     )
