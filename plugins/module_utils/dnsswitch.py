@@ -25,21 +25,6 @@ __metaclass__ = type
 
 import ipaddress
 import time
-import traceback
-
-try:
-    import dns.flags
-    import dns.message
-    import dns.name
-    import dns.rcode
-    import dns.rdataset
-    import dns.rdatatype
-    import dns.update
-    HAS_DNSPYTHON = True
-    DNSPYTHON_IMPORT_ERROR = None
-except ImportError:
-    HAS_DNSPYTHON = False
-    DNSPYTHON_IMPORT_ERROR = traceback.format_exc()
 
 try:
     import botocore.exceptions
@@ -49,6 +34,18 @@ except ImportError:
 
 from ansible_collections.auditron.dr.plugins.module_utils import aws, dnsops
 from ansible_collections.auditron.dr.plugins.module_utils.common import DRError, format_time, utc_now
+# Whether dnspython is there is dnsops' to say (one import check for both files).
+from ansible_collections.auditron.dr.plugins.module_utils.dnsops import (  # noqa: F401 pylint: disable=unused-import
+    DNSPYTHON_IMPORT_ERROR, HAS_DNSPYTHON)
+
+if HAS_DNSPYTHON:
+    import dns.flags
+    import dns.message
+    import dns.name
+    import dns.rcode
+    import dns.rdataset
+    import dns.rdatatype
+    import dns.update
 
 RECORD_TYPES = ("A", "AAAA", "CNAME")
 PROVIDERS = ("rfc2136", "route53")
