@@ -8,10 +8,20 @@ __metaclass__ = type
 
 
 class ModuleDocFragment(object):
-    # How object copies run (base.transfer_argument_spec): object_mirror and file_history share
-    # the mirror's engine, so they share these options and their defaults.
+    # How object copies run, and the guard on what they delete (base.transfer_argument_spec,
+    # checked by mirror.check_transfer_params): object_mirror and file_history share the
+    # mirror's engine, so they share these options and their defaults.
     DOCUMENTATION = r"""
 options:
+  max_delete_percent:
+    description: Refuse to delete more than this share of the objects at the destination (or restore target) unless
+      O(force=true).
+    type: float
+    default: 10
+  force:
+    description: Delete even beyond O(max_delete_percent).
+    type: bool
+    default: false
   threads:
     description: Parallel transfers.
     type: int

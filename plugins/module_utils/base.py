@@ -77,9 +77,11 @@ def pgbackrest_physical_suboptions():
 
 
 def transfer_argument_spec():
-    """How object copies run (the mirror's engine): object_mirror and file_history; documented by
-    the auditron.dr.transfer doc fragment."""
+    """How object copies run (the mirror's engine), and the guard on what they delete:
+    object_mirror and file_history; documented by the auditron.dr.transfer doc fragment."""
     return dict(
+        max_delete_percent=dict(type="float", default=10.0),
+        force=dict(type="bool", default=False),
         threads=dict(type="int", default=16),
         part_size_mb=dict(type="int", default=8),
         multipart_threshold_mb=dict(type="int", default=256),
@@ -148,13 +150,19 @@ def encryption_suboptions():
     )
 
 
+# The options that hold one location (object_mirror, file_history), beside `locations`.
+SINGLE_LOCATION_OPTIONS = ("source", "destination", "backup", "target")
+
+
 def boto3_needed(params):
     """Whether a module's params reach AWS or S3: a location of type s3 (the default type) in
-    `locations`, or an `encryption` key in KMS. Modules whose other options reach AWS say so
-    with required_libs."""
+    `locations` or in a single-location option, or an `encryption` key in KMS. Modules whose
+    other options reach AWS say so with required_libs."""
     encryption = params.get("encryption") or {}
+    locations = list(params.get("locations") or []) + [
+        params[name] for name in SINGLE_LOCATION_OPTIONS if isinstance(params.get(name), dict)]
     return encryption.get("key_source") == "kms" or any(
-        (item or {}).get("type", "s3") == "s3" for item in params.get("locations") or [])
+        (item or {}).get("type", "s3") == "s3" for item in locations)
 
 
 class AuditronModule(object):

@@ -902,6 +902,27 @@ def delete_batch(destination, batch, sizes, summary):
     return failed
 
 
+def check_transfer_params(params):
+    """The copy options of object_mirror and file_history (base.transfer_argument_spec) and
+    their delete guard, checked before anything is listed or copied."""
+    if params["part_size_mb"] < 5:
+        raise DRError("part_size_mb must be at least 5 (S3's smallest multipart part), got %d" % params["part_size_mb"])
+    if params["threads"] < 1:
+        raise DRError("threads must be at least 1")
+    if not 0 <= params["max_delete_percent"] <= 100:
+        raise DRError("max_delete_percent must be between 0 and 100")
+
+
+def result_or_error(result):
+    """A sync's or restore's result as a module returns it: a run that failed carries its error
+    in `msg` (the engine returns rather than raises, to keep its counts), raised here as DRError
+    with the rest of the result as details."""
+    message = result.pop("msg", None)
+    if message:
+        raise DRError(message, **result)
+    return result
+
+
 def run_mirror(params, check_mode=False, progress=None):
     """The object_mirror module's engine call: params as the module's argument spec gives them."""
     from ansible_collections.auditron.dr.plugins.module_utils import keyproviders  # pylint: disable=import-outside-toplevel

@@ -290,16 +290,10 @@ class Decision(collections.namedtuple("Decision", ["id", "keep", "reasons"])):
         return {"id": self.id, "keep": self.keep, "reasons": list(self.reasons)}
 
 
-class _Backup(object):
-    __slots__ = ("id", "time", "valid", "kind", "depends_on", "position")
+class _Backup(collections.namedtuple("_Backup", ["id", "time", "valid", "kind", "depends_on", "position"])):
+    """One backup as read from the caller's list; `position` is its index there."""
 
-    def __init__(self, backup_id, time, valid, kind, depends_on, position):
-        self.id = backup_id
-        self.time = time
-        self.valid = valid
-        self.kind = kind
-        self.depends_on = depends_on
-        self.position = position
+    __slots__ = ()
 
     @property
     def order(self):

@@ -77,14 +77,6 @@ options:
         Defaults to V(true).
       - O(operation=restore) - delete target objects the point does not have. Defaults to V(false).
     type: bool
-  max_delete_percent:
-    description: Refuse to delete more than this share of the objects unless O(force=true).
-    type: float
-    default: 10
-  force:
-    description: Delete even beyond O(max_delete_percent).
-    type: bool
-    default: false
   prune:
     description: Apply retention after a successful O(operation=sync).
     type: bool
@@ -212,7 +204,7 @@ duration_seconds:
   type: float
 """
 
-from ansible_collections.auditron.dr.plugins.module_utils import aws, filehistory, mirror, s3client
+from ansible_collections.auditron.dr.plugins.module_utils import filehistory, mirror, s3client
 from ansible_collections.auditron.dr.plugins.module_utils.base import (
     AuditronModule, encryption_suboptions, location_suboptions, transfer_argument_spec)
 from ansible_collections.auditron.dr.plugins.module_utils.common import DRError
@@ -230,8 +222,6 @@ def argument_spec():
         as_of=dict(type="str", default="latest"),
         snapshot=dict(type="bool", default=False),
         delete=dict(type="bool"),
-        max_delete_percent=dict(type="float", default=10.0),
-        force=dict(type="bool", default=False),
         prune=dict(type="bool", default=True),
         retention=dict(type="dict", options=dict((name, dict(type="int")) for name in RETENTION_FIELDS)),
         full_index_max_age_hours=dict(type="int", default=36),
@@ -259,10 +249,7 @@ def _retention(params):
 
 def run(params, check_mode, log):
     operation = params["operation"]
-    if params["part_size_mb"] < 5:
-        raise DRError("part_size_mb must be at least 5 (S3's smallest multipart part), got %d" % params["part_size_mb"])
-    if not 0 <= params["max_delete_percent"] <= 100:
-        raise DRError("max_delete_percent must be between 0 and 100")
+    mirror.check_transfer_params(params)
     backup = s3client.S3Endpoint.from_params(params["backup"], "backup", timeout=params["timeout"],
                                              retries=params["retries"])
     progress = mirror.progress_writer(params.get("progress_file"), log)
@@ -300,16 +287,12 @@ def run(params, check_mode, log):
     finally:
         for endpoint in endpoints:
             endpoint.server.close()
-    message = result.pop("msg", None)
-    if message:
-        raise DRError(message, **result)
-    return result
+    return mirror.result_or_error(result)
 
 
 def main():
     module = AuditronModule(argument_spec(), supports_check_mode=True,
-                            required_if=[("operation", "sync", ["source"]), ("operation", "restore", ["target"])],
-                            required_libs=[("boto3", aws.HAS_BOTO3, aws.BOTO3_IMPORT_ERROR)])
+                            required_if=[("operation", "sync", ["source"]), ("operation", "restore", ["target"])])
     module.run(run, module.params, module.check_mode, module.log)
 
 

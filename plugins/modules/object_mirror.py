@@ -62,14 +62,6 @@ options:
     description: Delete destination objects the source does not have (guarded, see O(max_delete_percent)).
     type: bool
     default: false
-  max_delete_percent:
-    description: Refuse to delete more than this share of the destination's objects unless O(force=true).
-    type: float
-    default: 10
-  force:
-    description: Delete even beyond O(max_delete_percent).
-    type: bool
-    default: false
   server_side_copy:
     description: V(auto) copies server-side where source and destination share endpoint and credentials;
       V(never) always streams through this host.
@@ -208,10 +200,9 @@ destination:
   type: str
 """
 
-from ansible_collections.auditron.dr.plugins.module_utils import aws, mirror
+from ansible_collections.auditron.dr.plugins.module_utils import mirror
 from ansible_collections.auditron.dr.plugins.module_utils.base import (
     AuditronModule, encryption_suboptions, location_suboptions, transfer_argument_spec)
-from ansible_collections.auditron.dr.plugins.module_utils.common import DRError
 
 
 def argument_spec():
@@ -220,8 +211,6 @@ def argument_spec():
         source=dict(type="dict", required=True, options=location_suboptions()),
         destination=dict(type="dict", required=True, options=location_suboptions()),
         delete=dict(type="bool", default=False),
-        max_delete_percent=dict(type="float", default=10.0),
-        force=dict(type="bool", default=False),
         server_side_copy=dict(type="str", choices=["auto", "never"], default="auto"),
         encryption=dict(type="dict", options=encryption_suboptions()),
         encryption_mode=dict(type="str", choices=["encrypt", "decrypt"], default="encrypt"),
@@ -231,17 +220,8 @@ def argument_spec():
     return spec
 
 
-def check_params(params):
-    if params["part_size_mb"] < 5:
-        raise DRError("part_size_mb must be at least 5 (S3's smallest multipart part), got %d" % params["part_size_mb"])
-    if params["threads"] < 1:
-        raise DRError("threads must be at least 1")
-    if not 0 <= params["max_delete_percent"] <= 100:
-        raise DRError("max_delete_percent must be between 0 and 100")
-
-
 def run(params, check_mode, diff, log):
-    check_params(params)
+    mirror.check_transfer_params(params)
     result = mirror.run_mirror(params, check_mode=check_mode,
                                progress=mirror.progress_writer(params.get("progress_file"), log))
     if diff:
@@ -251,16 +231,12 @@ def run(params, check_mode, diff, log):
             "after": "".join("%s %s\n" % (action, key) for action in ("copy", "replace", "delete")
                              for key in samples.get(action, [])),
         }
-    message = result.pop("msg", None)
-    if message:
-        raise DRError(message, **result)
-    return result
+    return mirror.result_or_error(result)
 
 
 def main():
     # cryptography is needed only with encryption; crypto.py says so when it is missing.
-    module = AuditronModule(argument_spec(), supports_check_mode=True,
-                            required_libs=[("boto3", aws.HAS_BOTO3, aws.BOTO3_IMPORT_ERROR)])
+    module = AuditronModule(argument_spec(), supports_check_mode=True)
     module.run(run, module.params, module.check_mode, module.diff_mode, module.log)
 
 
