@@ -461,18 +461,11 @@ def _rule_options(secret):
     )
 
 
-def _encryption_options():
-    options = encryption_suboptions()
-    # The name of a Vault transit key is not a secret (validate-modules guesses from the word "key").
-    options["vault_transit_key"]["no_log"] = False
-    return options
-
-
 def argument_spec():
     return dict(
         state=dict(type="str", required=True, choices=["backup", "restore"]),
         locations=dict(type="list", elements="dict", default=[], options=location_suboptions()),
-        encryption=dict(type="dict", options=_encryption_options()),
+        encryption=dict(type="dict", options=encryption_suboptions()),
         key_prefix=dict(type="str", default="config/", no_log=False),
         site=dict(type="str"),
         source_site=dict(type="str"),
