@@ -70,6 +70,20 @@ def test_a_drill_whose_restore_fails_still_tears_down_and_reports(lab, run_playb
     assert leftovers(lab) == []
 
 
+def test_a_drill_without_a_configuration_bundle_stops_at_its_preflight(lab, run_playbook, tmp_path):
+    """The scratch app needs the bundle's configuration: no bundle, no drill - said before anything is made."""
+    no_bundles = tmp_path / "no-bundles"
+    no_bundles.mkdir()
+    run = run_playbook("dr_drill.yml", extra_vars={
+        "auditron_dr_config_restore_locations": [{"name": "empty", "type": "local", "path": str(no_bundles)}]})
+    assert run.rc != 0
+    output = " ".join(run.output.split())
+    assert "dr_drill.yml: nothing was changed. No configuration bundle in empty" in output, run
+    assert "the drill needs one for its scratch app" in output
+    assert reports(run)[-1]["failure"]["phase"] == "activate_dr"
+    assert leftovers(lab) == []
+
+
 def test_full_drill_needs_confirmation(lab, run_playbook):
     run = run_playbook("dr_drill.yml", extra_vars={"drill_mode": "full"})
     assert run.rc != 0

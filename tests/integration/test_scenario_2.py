@@ -235,15 +235,31 @@ def test_cold_failover_after_the_primary_site_and_a_backup_region_die(lab, prepa
     failback_and_check(lab, run_playbook)
 
 
-def test_warm_failover_promotes_the_standby(lab, prepared, run_playbook):
+def test_warm_failover_promotes_the_standby(lab, prepared, run_playbook, tmp_path):
+    """Here the site has no configuration bundle where the failover looks (its configuration lives
+    elsewhere, say in Git; the plan's schedule makes database and file backups only)."""
     ensure_standby(lab, run_playbook)
+    no_bundles = tmp_path / "no-bundles"
+    no_bundles.mkdir()
+    nowhere = {"auditron_dr_config_restore_locations": [{"name": "empty", "type": "local", "path": str(no_bundles)}]}
     with Writer(lab) as writer:
         time.sleep(2)
         incident = now_iso()
         servers.fail("primary")
-    run = run_playbook("failover.yml", extra_vars={"incident_start": incident})
+    # A site that declares bundles required is refused by the preflight, before anything changes.
+    refused = run_playbook("failover.yml", extra_vars=dict(nowhere, incident_start=incident,
+                                                           auditron_dr_config_bundle_required=True))
+    assert refused.rc != 0 and "failover.yml: nothing was changed. No configuration bundle in empty" in \
+        flat(refused.output), refused
+    assert query(lab, "dr", "SELECT pg_is_in_recovery()")[0][0] is True     # DR still a standby
+    assert dns_answer(lab) == ["127.0.0.11"]                                  # the name not switched
+    # By default the failover goes on with the configuration DR has, and says so.
+    run = run_playbook("failover.yml", extra_vars=dict(nowhere, incident_start=incident))
     assert run.rc == 0, run
+    assert "the failover goes on with the configuration dr has" in flat(run.output), run
     rep = report(run)
+    [config_phase] = [phase for phase in rep["phases"] if phase["name"] == "restore_config"]
+    assert "no configuration bundle in empty: dr keeps the configuration it has" in config_phase["detail"]
     assert rep["backup_used"]["mode"] == "warm"
     recovery_point = utc(rep["markers"]["recovery_point"])
     have = set(r[0] for r in query(lab, "dr", "SELECT id FROM %s" % PROBE))
