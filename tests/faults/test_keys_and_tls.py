@@ -29,6 +29,7 @@ def refused_restore(postgres, locations, target, encryption, spool, **options):
                    "restore refused naming the key and every copy tried; no target database, no spool file; "
                    "with the right key the same backup restores")
 def test_wrong_decryption_key(fault, lab, postgres, small_db, key_file, places, tmp_path):
+    acknowledged = faults.row_digests(postgres, small_db)
     made = pgdump.backup(postgres, places.locations(), faults.file_encryption(key_file), database=small_db)
     other = tmp_path / "another.key"
     generate_key_file(str(other))
@@ -50,9 +51,12 @@ def test_wrong_decryption_key(fault, lab, postgres, small_db, key_file, places, 
         right, raw = faults.ansible_module("pg_restore", args)
         assert not right.get("failed") and right["counts_match"], right
         fault.saw("with the right key: restored, row counts match")
+        # Lost: rows written before the backup that the source no longer holds, or that the
+        # backup, restored with the right key, does not give back (content compared).
+        lost = faults.rows_missing(postgres, acknowledged, small_db, target)
     finally:
         faults.sql(postgres, 'DROP DATABASE IF EXISTS "%s" WITH (FORCE)' % target)
-    fault.lost(0)
+    fault.lost(lost)
 
 
 @pytest.mark.fault("KMS unreachable",
@@ -71,16 +75,25 @@ def test_kms_unreachable(fault, lab, postgres, small_db, places, tmp_path):
     assert all(not faults.s3_keys(lab, region, places.prefix) for region in ("us-east-1", "eu-west-1"))
     fault.saw("backup refused, nothing stored anywhere: %s" % message)
 
+    acknowledged = faults.row_digests(postgres, small_db)
     made = pgdump.backup(postgres, places.locations(), faults.kms_encryption(lab), database=small_db)
     spool = tmp_path / "spool"
     spool.mkdir()
     target = "%s_kmsdown" % small_db
-    message, created, left = refused_restore(postgres, places.locations(), target, down, spool,
-                                             backup_id=made["backup_id"])
-    assert "\n" not in message and endpoint in message and "restore of %s refused" % made["backup_id"] in message
-    assert not created and left == [], (created, left)
-    fault.saw("restore of the KMS-wrapped %s refused, no target, no spool: %s" % (made["backup_id"], message[:240]))
-    fault.lost(0)
+    try:
+        message, created, left = refused_restore(postgres, places.locations(), target, down, spool,
+                                                 backup_id=made["backup_id"])
+        assert "\n" not in message and endpoint in message and "restore of %s refused" % made["backup_id"] in message
+        assert not created and left == [], (created, left)
+        fault.saw("restore of the KMS-wrapped %s refused, no target, no spool: %s" % (made["backup_id"], message[:240]))
+        # With KMS back, the same backup restores every row the source held (content compared).
+        logicalrestore.restore(postgres, places.locations(), target, faults.kms_encryption(lab),
+                               backup_id=made["backup_id"], jobs=2, spool_dir=str(spool))
+        lost = faults.rows_missing(postgres, acknowledged, small_db, target)
+        fault.saw("with KMS answering again: %s restored, %d acknowledged rows missing" % (made["backup_id"], lost))
+    finally:
+        faults.sql(postgres, 'DROP DATABASE IF EXISTS "%s" WITH (FORCE)' % target)
+    fault.lost(lost)
 
 
 TLS_EXPECTED = ("backup and restore refused naming the endpoint and the certificate problem; nothing written to "
@@ -107,6 +120,7 @@ def test_untrusted_tls_certificate(fault, lab, postgres, small_db, key_file, pla
         assert server.objects() == [], server.objects()
         fault.saw("backup refused, nothing written: %s" % message)
 
+        acknowledged = faults.row_digests(postgres, small_db)
         made = pgdump.backup(postgres, [places.location("local")], encryption, database=small_db)
         server.plant("logical", places.local_dir)
         spool = tmp_path / "spool"
@@ -116,7 +130,11 @@ def test_untrusted_tls_certificate(fault, lab, postgres, small_db, key_file, pla
         assert "\n" not in message and server.endpoint in message and problem in message, message
         assert not created and left == []
         fault.saw("restore of %s from it refused, no target, no spool: %s" % (made["backup_id"], message[:200]))
+        # The copy on the trusted location still gives back every row the source held.
+        logicalrestore.restore(postgres, [places.location("local")], target, encryption,
+                               backup_id=made["backup_id"], jobs=2, spool_dir=str(spool))
+        lost = faults.rows_missing(postgres, acknowledged, small_db, target)
     finally:
         server.stop()
         faults.sql(postgres, 'DROP DATABASE IF EXISTS "%s" WITH (FORCE)' % target)
-    fault.lost(0)
+    fault.lost(lost)

@@ -463,6 +463,23 @@ def database_exists(postgres, name):
     return bool(sql(postgres, "SELECT 1 FROM pg_database WHERE datname = %s", args=(name,)))
 
 
+def row_digests(postgres, database, tables=("User", "Invoice")):
+    """Every row of `tables` in `database`, as (table, md5 of the row's text): the acknowledged
+    writes a fault may cost, compared by content rather than counted."""
+    digests = set()
+    for table in tables:
+        digests.update((table, digest) for (digest,) in sql(
+            postgres, 'SELECT md5(t::text) FROM "%s" t' % table, database=database))
+    return digests
+
+
+def rows_missing(postgres, acknowledged, *databases):
+    """How many of the `acknowledged` rows (row_digests) each database does not hold, summed: the
+    serving database after a fault, and a restore of the backup that should still hold them."""
+    tables = sorted(set(table for table, _digest in acknowledged))
+    return sum(len(acknowledged - row_digests(postgres, database, tables)) for database in databases)
+
+
 def wait_for_primary(postgres, timeout=120.0):
     """Until the server accepts connections again (after a crash restart)."""
 
