@@ -45,7 +45,8 @@ import re
 
 from ansible_collections.auditron.dr.plugins.module_utils import backupset
 from ansible_collections.auditron.dr.plugins.module_utils.common import (
-    DRError, first_line, format_time, parse_time, utc_now)
+    DRError, first_line, format_time, human_bytes, parse_time, utc_now)
+from ansible_collections.auditron.dr.plugins.module_utils.storage import locations_from_params
 
 MANIFEST_FORMAT = "auditron.dr/logical-backup"
 MANIFEST_VERSION = 1
@@ -665,6 +666,71 @@ def catalog_result(catalog, series=None, before=None, now=None):
         result["latest_before"] = chosen.as_dict() if chosen else None
         result["latest_before_id"] = chosen.id if chosen else None
     return result
+
+
+# ---------------------------------------------------------------------------------------------
+# The listing backup_catalog returns
+
+def format_table(backups, location_names):
+    """The listing as a table for people: one row per backup, one column per location."""
+    header = ["BACKUP", "TIME", "VALID", "SIZE"] + list(location_names)
+    rows = [header]
+    for item in backups:
+        rows.append([item["id"], item["time"] or "-", "yes" if item["valid"] else "NO",
+                     human_bytes(item["size"]) if item["size"] is not None else "-"] +
+                    [item["locations"].get(name, {}).get("status", "-") for name in location_names])
+    widths = [max(len(str(row[i])) for row in rows) for i in range(len(header))]
+    return ["  ".join(str(cell).ljust(widths[i]) for i, cell in enumerate(row)).rstrip() for row in rows]
+
+
+def list_backups(locations, series=None, latest_before=None, backup_id=None, deep=False, encryption=None,
+                 pgbackrest=None):
+    """What backup_catalog returns: every logical backup of every location (the locations as the
+    module's `locations` gives them, or Locations), the latest valid one, the one asked for by id
+    or by time, and with `pgbackrest` ({config, stanza, repos, binary}) the physical backups too.
+    deep: every present copy read and checked (sha256, and the GCM tags with `encryption`)."""
+    if not locations:
+        raise DRError("no backup location given: set locations")
+    locations = locations_from_params(locations)
+    if series is not None:
+        check_series(series)
+    before = parse_time(latest_before, what="latest_before") if latest_before else None
+    if backup_id is not None:
+        check_backup_id(backup_id)
+    catalog = Catalog.load(locations, series=series)
+    if deep:
+        # logicalrestore imports this file: imported here, when a deep check asks for it.
+        from ansible_collections.auditron.dr.plugins.module_utils import logicalrestore  # pylint: disable=import-outside-toplevel
+        for entry in list(catalog.entries.values()):
+            catalog.verify_deep(entry, lambda location, item: logicalrestore.verify_copy(location, item, encryption))
+    result = catalog_result(catalog, series=series, before=before)
+    result["changed"] = False
+    result["table"] = format_table(result["backups"], [location.name for location in locations])
+    result["warnings"] = ["location %s could not be listed: %s" % (name, error)
+                          for name, error in result["unreachable_locations"].items()]
+    if pgbackrest:
+        result["physical"] = physical_summary(pgbackrest["config"], pgbackrest["stanza"], pgbackrest["repos"],
+                                              binary=pgbackrest.get("binary"))
+    if backup_id is not None:
+        result["backup"] = chosen_backup(result, backup_id, [location.name for location in locations])
+    valid = result["counts"].get("valid", 0)
+    result["msg"] = "%d logical backups (%d valid) in %s; latest valid: %s" % (
+        len(result["backups"]), valid, ", ".join(location.name for location in locations),
+        result["latest_valid_id"] or "none")
+    return result
+
+
+def chosen_backup(result, backup_id, location_names):
+    """The entry of `backup_id`; DRError when no location holds it or it is not valid."""
+    entry = next((item for item in result["backups"] if item["id"] == backup_id), None)
+    unreachable = result["unreachable_locations"]
+    if entry is None:
+        raise DRError("backup %s not found in %s%s: nothing was changed" % (
+            backup_id, ", ".join(location_names),
+            " (could not list %s)" % ", ".join(unreachable) if unreachable else ""))
+    if not entry["valid"]:
+        raise DRError("backup %s is not valid: %s; nothing was changed" % (backup_id, entry["why_invalid"]))
+    return entry
 
 
 # ---------------------------------------------------------------------------------------------

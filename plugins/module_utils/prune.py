@@ -15,6 +15,7 @@ import collections
 from ansible_collections.auditron.dr.plugins.module_utils import catalog as catalog_mod
 from ansible_collections.auditron.dr.plugins.module_utils import retention as retention_mod
 from ansible_collections.auditron.dr.plugins.module_utils.common import DRError, format_time, parse_time, utc_now
+from ansible_collections.auditron.dr.plugins.module_utils.storage import locations_from_params
 
 
 # ---------------------------------------------------------------------------------------------
@@ -166,4 +167,32 @@ def prune_physical(config, stanza, repos=None, retention=None, now=None, check_m
         details = dict((k, v) for k, v in result.items() if k != "msg")
         raise DRError("physical prune of stanza %s: %s" % (stanza, "; ".join(
             "%s: %s" % item for item in result["failed"].items())), **details)
+    return result
+
+
+# ---------------------------------------------------------------------------------------------
+# What backup_prune runs
+
+def prune_backups(locations, series, retention=None, now=None, pgbackrest=None, check_mode=False):
+    """The logical backups of `series` in `locations` (as the module gives them, or Locations),
+    the pgBackRest full sets of `pgbackrest` ({config, stanza, repos, binary}), or both, under
+    one retention policy (options left None take the plan's value)."""
+    if not locations and not pgbackrest:
+        raise DRError("nothing to prune: give locations (logical backups), pgbackrest (physical backups) or both")
+    retention = dict((key, value) for key, value in (retention or {}).items() if value is not None)
+    result = {"changed": False}
+    messages = []
+    if locations:
+        logical = prune_logical(locations_from_params(locations), series, retention=retention, now=now,
+                                check_mode=check_mode)
+        result["changed"] = result["changed"] or logical.pop("changed")
+        messages.append(logical.pop("msg"))
+        result["logical"] = logical
+    if pgbackrest:
+        physical = prune_physical(pgbackrest["config"], pgbackrest["stanza"], repos=pgbackrest["repos"],
+                                  retention=retention, now=now, check_mode=check_mode, binary=pgbackrest.get("binary"))
+        result["changed"] = result["changed"] or physical.pop("changed")
+        messages.append(physical.pop("msg"))
+        result["physical"] = physical
+    result["msg"] = "; ".join(messages)
     return result

@@ -814,6 +814,30 @@ def locations_from_params(items, **tuning):
     return result
 
 
+def empty_prefix(locations, prefix, check_mode=False):
+    """Remove every object under `prefix` in each location (object_prefix, the drill's teardown):
+    {removed, bytes, changed}; check mode counts only. An empty prefix is refused (it would
+    empty the whole location)."""
+    prefix = prefix or ""
+    if not prefix.strip("/"):
+        raise DRError("object_prefix: prefix must not be empty (it would empty the whole location)")
+    if not locations:
+        raise DRError("object_prefix: give at least one location in locations")
+    result = {"removed": 0, "bytes": 0, "changed": False}
+    for location in locations_from_params(locations):
+        objects = list(location.list(prefix))
+        result["removed"] += len(objects)
+        result["bytes"] += sum(o.size for o in objects)
+        if check_mode or not objects:
+            continue
+        failed = location.delete([o.key for o in objects])
+        if failed:
+            raise DRError("%s: %d of %d objects under %s could not be removed: %s" % (
+                location.describe(), len(failed), len(objects), prefix, failed[0][1]), failed=failed)
+    result["changed"] = result["removed"] > 0
+    return result
+
+
 class PrefixedLocation(Location):
     """A location seen through a key prefix (``config/``): keys are relative to the prefix.
 

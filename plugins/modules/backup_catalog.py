@@ -171,11 +171,8 @@ table:
 """
 
 from ansible_collections.auditron.dr.plugins.module_utils import catalog as catalog_mod
-from ansible_collections.auditron.dr.plugins.module_utils import logicalrestore
 from ansible_collections.auditron.dr.plugins.module_utils.base import (
     AuditronModule, encryption_suboptions, location_suboptions, pgbackrest_physical_suboptions)
-from ansible_collections.auditron.dr.plugins.module_utils.common import DRError, human_bytes, parse_time
-from ansible_collections.auditron.dr.plugins.module_utils.storage import locations_from_params
 
 
 def argument_spec():
@@ -190,66 +187,12 @@ def argument_spec():
     )
 
 
-def format_table(backups, location_names):
-    header = ["BACKUP", "TIME", "VALID", "SIZE"] + list(location_names)
-    rows = [header]
-    for item in backups:
-        rows.append([item["id"], item["time"] or "-", "yes" if item["valid"] else "NO",
-                     human_bytes(item["size"]) if item["size"] is not None else "-"] +
-                    [item["locations"].get(name, {}).get("status", "-") for name in location_names])
-    widths = [max(len(str(row[i])) for row in rows) for i in range(len(header))]
-    return ["  ".join(str(cell).ljust(widths[i]) for i, cell in enumerate(row)).rstrip() for row in rows]
-
-
-def list_backups(params, warn):
-    if not params["locations"]:
-        raise DRError("no backup location given: set locations")
-    locations = locations_from_params(params["locations"])
-    series = params["series"]
-    if series is not None:
-        catalog_mod.check_series(series)
-    before = parse_time(params["latest_before"], what="latest_before") if params["latest_before"] else None
-    backup_id = params.get("backup_id")
-    if backup_id is not None:
-        catalog_mod.check_backup_id(backup_id)
-    catalog = catalog_mod.Catalog.load(locations, series=series)
-    if params["deep"]:
-        for entry in list(catalog.entries.values()):
-            catalog.verify_deep(entry, lambda location, item: logicalrestore.verify_copy(location, item, params["encryption"]))
-    result = catalog_mod.catalog_result(catalog, series=series, before=before)
-    result["changed"] = False
-    result["table"] = format_table(result["backups"], [location.name for location in locations])
-    for name, error in result["unreachable_locations"].items():
-        warn("location %s could not be listed: %s" % (name, error))
-    if params["pgbackrest"]:
-        options = params["pgbackrest"]
-        result["physical"] = catalog_mod.physical_summary(options["config"], options["stanza"], options["repos"],
-                                                          binary=options["binary"])
-    if backup_id is not None:
-        result["backup"] = chosen_backup(result, backup_id, [location.name for location in locations])
-    valid = result["counts"].get("valid", 0)
-    result["msg"] = "%d logical backups (%d valid) in %s; latest valid: %s" % (
-        len(result["backups"]), valid, ", ".join(location.name for location in locations),
-        result["latest_valid_id"] or "none")
-    return result
-
-
-def chosen_backup(result, backup_id, location_names):
-    """The entry of `backup_id`; DRError when no location holds it or it is not valid."""
-    entry = next((item for item in result["backups"] if item["id"] == backup_id), None)
-    unreachable = result["unreachable_locations"]
-    if entry is None:
-        raise DRError("backup %s not found in %s%s: nothing was changed" % (
-            backup_id, ", ".join(location_names),
-            " (could not list %s)" % ", ".join(unreachable) if unreachable else ""))
-    if not entry["valid"]:
-        raise DRError("backup %s is not valid: %s; nothing was changed" % (backup_id, entry["why_invalid"]))
-    return entry
-
-
 def main():
     module = AuditronModule(argument_spec(), supports_check_mode=True)
-    module.run(list_backups, module.params, module.warn)
+    params = module.params
+    module.run(catalog_mod.list_backups, params["locations"], series=params["series"],
+               latest_before=params["latest_before"], backup_id=params["backup_id"], deep=params["deep"],
+               encryption=params["encryption"], pgbackrest=params["pgbackrest"])
 
 
 if __name__ == "__main__":

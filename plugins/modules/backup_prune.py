@@ -173,8 +173,6 @@ physical:
 from ansible_collections.auditron.dr.plugins.module_utils import prune as prune_mod
 from ansible_collections.auditron.dr.plugins.module_utils.base import (
     AuditronModule, location_suboptions, pgbackrest_physical_suboptions)
-from ansible_collections.auditron.dr.plugins.module_utils.common import DRError
-from ansible_collections.auditron.dr.plugins.module_utils.storage import locations_from_params
 
 
 def argument_spec():
@@ -189,33 +187,10 @@ def argument_spec():
     )
 
 
-def prune(params, check_mode):
-    if not params["locations"] and not params["pgbackrest"]:
-        raise DRError("nothing to prune: give locations (logical backups), pgbackrest (physical backups) or both")
-    retention = dict((key, value) for key, value in (params["retention"] or {}).items() if value is not None)
-    result = {"changed": False}
-    messages = []
-    if params["locations"]:
-        logical = prune_mod.prune_logical(locations_from_params(params["locations"]), params["series"],
-                                          retention=retention, now=params["now"], check_mode=check_mode)
-        result["changed"] = result["changed"] or logical.pop("changed")
-        messages.append(logical.pop("msg"))
-        result["logical"] = logical
-    if params["pgbackrest"]:
-        options = params["pgbackrest"]
-        physical = prune_mod.prune_physical(options["config"], options["stanza"], repos=options["repos"],
-                                            retention=retention, now=params["now"], check_mode=check_mode,
-                                            binary=options["binary"])
-        result["changed"] = result["changed"] or physical.pop("changed")
-        messages.append(physical.pop("msg"))
-        result["physical"] = physical
-    result["msg"] = "; ".join(messages)
-    return result
-
-
 def main():
     module = AuditronModule(argument_spec(), supports_check_mode=True)
-    module.run(prune, module.params, module.check_mode)
+    # The options are prune_backups' arguments, name for name.
+    module.run(prune_mod.prune_backups, check_mode=module.check_mode, **module.params)
 
 
 if __name__ == "__main__":

@@ -65,39 +65,16 @@ failed:
   elements: list
 """
 
+from ansible_collections.auditron.dr.plugins.module_utils import storage
 from ansible_collections.auditron.dr.plugins.module_utils.base import AuditronModule, location_suboptions
-from ansible_collections.auditron.dr.plugins.module_utils.common import DRError
-from ansible_collections.auditron.dr.plugins.module_utils.storage import (
-    BOTO3_IMPORT_ERROR, HAS_BOTO3, locations_from_params)
-
-
-def empty_prefix(params, check_mode):
-    prefix = params["prefix"] or ""
-    if not prefix.strip("/"):
-        raise DRError("object_prefix: prefix must not be empty (it would empty the whole location)")
-    if not params["locations"]:
-        raise DRError("object_prefix: give at least one location in locations")
-    result = {"removed": 0, "bytes": 0, "changed": False}
-    for location in locations_from_params(params["locations"]):
-        objects = list(location.list(prefix))
-        result["removed"] += len(objects)
-        result["bytes"] += sum(o.size for o in objects)
-        if check_mode or not objects:
-            continue
-        failed = location.delete([o.key for o in objects])
-        if failed:
-            raise DRError("%s: %d of %d objects under %s could not be removed: %s" % (
-                location.describe(), len(failed), len(objects), prefix, failed[0][1]), failed=failed)
-    result["changed"] = result["removed"] > 0
-    return result
 
 
 def main():
     module = AuditronModule(
         dict(locations=dict(type="list", elements="dict", default=[], options=location_suboptions()),
              prefix=dict(type="str", required=True), state=dict(type="str", choices=["absent"], default="absent")),
-        supports_check_mode=True, required_libs=[("boto3", HAS_BOTO3, BOTO3_IMPORT_ERROR)])
-    module.run(empty_prefix, module.params, module.check_mode)
+        supports_check_mode=True)
+    module.run(storage.empty_prefix, module.params["locations"], module.params["prefix"], check_mode=module.check_mode)
 
 
 if __name__ == "__main__":
