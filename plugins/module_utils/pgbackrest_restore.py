@@ -21,6 +21,7 @@ __metaclass__ = type
 import datetime
 import os
 import re
+import signal
 import subprocess
 import time
 
@@ -74,6 +75,60 @@ def _alive(pid):
     except OSError as exc:
         return exc.errno == 1  # EPERM: alive, someone else's
     return True
+
+
+def leftover_restores(pg_path, proc="/proc"):
+    """pids of pgBackRest processes still restoring into `pg_path` (their command line names it
+    as --pg1-path): what a run killed half-way leaves, since pgBackRest started through `su`
+    outlives the controller's process group."""
+    wanted = "--pg1-path=%s" % pg_path
+    found = []
+    for entry in os.listdir(proc):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            with open(os.path.join(proc, entry, "cmdline"), "rb") as handle:
+                argv = handle.read().decode("utf-8", "replace").split("\0")
+        except (IOError, OSError):
+            continue
+        if argv and os.path.basename(argv[0]) == "pgbackrest" and wanted in argv and \
+                any(arg.startswith("restore") for arg in argv):
+            found.append(int(entry))
+    return sorted(found)
+
+
+def stop_leftover_restores(pg_path, timeout=10.0, proc="/proc"):
+    """SIGTERM, then SIGKILL after `timeout`, to every leftover restore into `pg_path`. Returns
+    the pids stopped; DRError when one cannot be stopped (someone else's process)."""
+    pids = leftover_restores(pg_path, proc)
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except OSError as exc:
+            if exc.errno != 3:  # ESRCH: gone already
+                raise DRError("a pgBackRest restore into %s (pid %d) is still running and cannot be stopped: %s"
+                              % (pg_path, pid, exc.strerror))
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and any(_alive(pid) for pid in pids):
+        time.sleep(0.1)
+    for pid in pids:
+        if _alive(pid):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+    return pids
+
+
+def set_aside_name(pg_path, suffix, exists=os.path.exists):
+    """`pg_path` + suffix, or with -2, -3 ... when that name is taken (a second attempt of the
+    same run must not find the first one's name and skip the move)."""
+    name = pg_path + suffix
+    count = 1
+    while exists(name):
+        count += 1
+        name = "%s%s-%d" % (pg_path, suffix, count)
+    return name
 
 
 def controldata_system_id(bin_dir=None):
@@ -282,12 +337,15 @@ def _pg_time(epoch):
 def restore(config, pg_path, stanza=DEFAULT_STANZA, target="latest", target_time=None, repos=None,
             archive_mode="preserve", target_action="promote", standby=False, recovery_options=None, delta=False,
             force=False, target_timeline=None, process_max=None, binary=DEFAULT_BINARY, pg_bin_dir=None,
-            probe_timeout=5.0, io_timeout=5, check_mode=False, now=None, tool=None, controldata=None):
+            probe_timeout=5.0, io_timeout=5, check_mode=False, now=None, tool=None, controldata=None,
+            set_aside_suffix=None):
     """Restore into `pg_path` from the first repository able to reach the target.
 
     Nothing is written before every check passed: the target directory must be new or empty
     (or, with delta, hold a stopped cluster of the same system; or force), no server may run in
-    it, and the chosen backup must reach the target.
+    it, and the chosen backup must reach the target. With `set_aside_suffix`, a restore a killed
+    run left running into it is stopped first, and what the directory holds is moved aside (to
+    pg_path + suffix, under a name of its own) once every check passed, then restored into.
     """
     if not pg_path or not os.path.isabs(pg_path):
         raise DRError("pg_path %r must be an absolute path" % (pg_path,))
@@ -296,20 +354,24 @@ def restore(config, pg_path, stanza=DEFAULT_STANZA, target="latest", target_time
         raise DRError("standby: true follows the archive to its end: use target latest (target is %s)" % target)
     tool = tool or PgBackRest(config, stanza, binary=binary)
     controldata = controldata or controldata_system_id(pg_bin_dir)
+    stopped = [] if (check_mode or not set_aside_suffix) else stop_leftover_restores(pg_path)
     state = inspect_target(pg_path, controldata)
     if state["running_pid"]:
         raise DRError("pg_path %s has a running PostgreSQL server (pid %s): stop it before restoring into it"
                       % (pg_path, state["running_pid"]))
-    if not state["empty"] and not (delta or force):
+    aside = None
+    if set_aside_suffix and not state["empty"]:
+        aside = set_aside_name(pg_path, set_aside_suffix)
+    elif not state["empty"] and not (delta or force):
         raise DRError("pg_path %s is not empty (%d entries): restore into a new directory, or use delta: true "
                       "for a stopped cluster of the same system, or force: true" % (pg_path, state["entries"]))
-    if not state["empty"] and delta and not force and not state["is_cluster"]:
+    if aside is None and not state["empty"] and delta and not force and not state["is_cluster"]:
         raise DRError("pg_path %s is not empty and holds no PostgreSQL cluster: delta needs a cluster of the same "
                       "system; use force: true to overwrite it" % pg_path)
     plan = plan_restore(config, stanza, target, target_time, repos, binary=binary, probe_timeout=probe_timeout,
                         io_timeout=io_timeout, now=now, tool=tool)
     backup_set = plan["backup"]
-    if not state["empty"] and delta and not force and state["system_id"] != backup_set["system_id"]:
+    if aside is None and not state["empty"] and delta and not force and state["system_id"] != backup_set["system_id"]:
         raise DRError("pg_path %s holds a cluster of system %s, not %s (backup %s): delta refused; use force: true"
                       % (pg_path, state["system_id"] or "unknown", backup_set["system_id"], backup_set["label"]))
     options = restore_options(plan, pg_path, archive_mode, target_action, standby, recovery_options, delta, force,
@@ -322,10 +384,19 @@ def restore(config, pg_path, stanza=DEFAULT_STANZA, target="latest", target_time
                          "timeline": target_timeline},
               "archive_mode": archive_mode, "unreachable_repos": plan["unreachable"],
               "command": " ".join(argv),
-              "target_dir": {"existed": state["exists"], "entries": state["entries"]}}
+              "target_dir": {"existed": state["exists"], "entries": state["entries"]},
+              "set_aside": aside, "stopped_leftover_restores": stopped}
     if check_mode:
-        result["msg"] = "would restore backup %s from %s into %s" % (backup_set["label"], plan["repo_name"], pg_path)
+        result["msg"] = "would restore backup %s from %s into %s%s" % (
+            backup_set["label"], plan["repo_name"], pg_path, (" (its %d entries moved to %s first)"
+                                                              % (state["entries"], aside)) if aside else "")
         return result
+    if aside:
+        try:
+            os.rename(pg_path, aside)
+        except OSError as exc:
+            raise DRError("%s cannot be set aside as %s: %s" % (pg_path, aside, exc.strerror or exc))
+        state["exists"] = False
     if not state["exists"]:
         try:
             os.makedirs(pg_path, 0o700)

@@ -95,6 +95,12 @@ options:
     description: Restore over a non-empty directory whatever it holds. Its contents are replaced.
     type: bool
     default: false
+  set_aside_suffix:
+    description:
+      - Move what O(pg_path) holds aside (to O(pg_path) followed by this suffix, with C(-2), C(-3) ... when that name
+        is taken) once every check passed, and restore into an empty directory. A pgBackRest restore still running
+        into O(pg_path) (left by a run killed half-way) is stopped first.
+    type: str
   process_max:
     description: Parallel processes for the restore; the configuration's value when omitted.
     type: int
@@ -179,6 +185,15 @@ command:
   description: The pgBackRest command (no secret in it).
   returned: always
   type: str
+set_aside:
+  description: Where what O(pg_path) held was moved (O(set_aside_suffix)); null when it was empty.
+  returned: always
+  type: str
+stopped_leftover_restores:
+  description: pids of pgBackRest restores into O(pg_path) that a killed run left running, stopped first.
+  returned: always
+  type: list
+  elements: int
 duration_seconds:
   description: Seconds the restore took.
   returned: when not in check mode
@@ -204,6 +219,7 @@ def argument_spec():
         recovery_options=dict(type="dict", default={}),
         delta=dict(type="bool", default=False),
         force=dict(type="bool", default=False),
+        set_aside_suffix=dict(type="str"),
         process_max=dict(type="int"),
         probe_timeout=dict(type="float", default=5),
         io_timeout=dict(type="int", default=5),
@@ -222,7 +238,8 @@ def main():
                recovery_options=params["recovery_options"], delta=params["delta"], force=params["force"],
                target_timeline=params["target_timeline"], process_max=params["process_max"],
                binary=params["binary"], pg_bin_dir=params["bin_dir"], probe_timeout=params["probe_timeout"],
-               io_timeout=params["io_timeout"], check_mode=module.check_mode)
+               io_timeout=params["io_timeout"], set_aside_suffix=params["set_aside_suffix"],
+               check_mode=module.check_mode)
 
 
 if __name__ == "__main__":

@@ -220,3 +220,56 @@ def test_recovery_settings_are_read_back(tmp_path):
     found = pgbackrest_restore.recovery_settings(str(tmp_path))
     assert found["restore_command"] == 'pgbackrest --repo=3 --stanza=auditron archive-get %f "%p"'
     assert found["archive_mode"] == "off" and found["recovery_signal"] and not found["standby_signal"]
+
+
+# ---------------------------------------------------------------------------------------------
+# A run killed half-way: what its restore left is stopped and set aside, never restored over
+
+def fake_pgbackrest_restore(pg_path):
+    """A process whose command line is a pgBackRest restore into pg_path (a sleeping Python)."""
+    import subprocess  # pylint: disable=import-outside-toplevel
+    import sys  # pylint: disable=import-outside-toplevel
+    return subprocess.Popen(["pgbackrest", "-c", "import time; time.sleep(120)", "--stanza=auditron",
+                             "--pg1-path=%s" % pg_path, "restore"], executable=sys.executable)
+
+
+def test_leftover_restores_into_the_same_directory_are_found_and_stopped(tmp_path):
+    target = tmp_path / "data"
+    leftover = fake_pgbackrest_restore(target)
+    other = fake_pgbackrest_restore(tmp_path / "other")
+    try:
+        import time  # pylint: disable=import-outside-toplevel
+        deadline = time.monotonic() + 10
+        while leftover.pid not in pgbackrest_restore.leftover_restores(str(target)) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert pgbackrest_restore.leftover_restores(str(target)) == [leftover.pid]
+        assert pgbackrest_restore.stop_leftover_restores(str(target), timeout=5) == [leftover.pid]
+        assert leftover.wait(5) is not None
+        assert other.poll() is None                    # a restore into another directory is left alone
+    finally:
+        for process in (leftover, other):
+            process.kill()
+            process.wait()
+
+
+def test_set_aside_moves_a_partial_restore_to_a_name_of_its_own_each_time(tmp_path, listener):
+    config = write_config(tmp_path, {2: listener})
+    target = tmp_path / "data"
+    target.mkdir()
+    (target / "base").mkdir()                           # what a killed restore left: no PG_VERSION yet
+    (target / "base" / "1").write_text("half")
+    fake = FakePgBackRest(sample_backups())
+    check = restore(config, fake, target, set_aside_suffix=".pre-failover-X", check_mode=True)
+    assert check["set_aside"] == str(target) + ".pre-failover-X" and (target / "base" / "1").exists()
+    assert "moved to %s.pre-failover-X first" % target in check["msg"]
+    first = restore(config, fake, target, set_aside_suffix=".pre-failover-X")
+    assert first["set_aside"] == str(target) + ".pre-failover-X"
+    assert (tmp_path / "data.pre-failover-X" / "base" / "1").read_text() == "half"
+    assert target.is_dir() and "--force" not in [c for c in fake.calls if c[-1] == "restore"][0]
+    (target / "again").write_text("second attempt")    # the same run tries again: a new name, not a skip
+    second = restore(config, fake, target, set_aside_suffix=".pre-failover-X")
+    assert second["set_aside"] == str(target) + ".pre-failover-X-2"
+    assert (tmp_path / "data.pre-failover-X-2" / "again").exists()
+    assert (tmp_path / "data.pre-failover-X" / "base" / "1").exists()
+    empty = restore(config, fake, tmp_path / "fresh", set_aside_suffix=".pre-failover-X")
+    assert empty["set_aside"] is None
