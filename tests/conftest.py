@@ -101,6 +101,7 @@ def key_file(tmp_path_factory):
 # input 93); files not listed follow in their usual order.
 LONGEST_FILES_FIRST = (
     "tests/integration/test_scenario_2.py",
+    "tests/faults/test_rerun.py",  # six failovers and failbacks (about 13 minutes alone), added 2026-12-08
     "tests/integration/test_molecule.py",
     "tests/test_collection_quality.py",
     "tests/integration/test_scenarios_1_3.py",

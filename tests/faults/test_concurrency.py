@@ -68,10 +68,14 @@ def test_two_logical_backups_of_one_set_at_once(fault, lab, postgres, scratch_db
         first_result["finished_at"]))
     listed = catalog.Catalog.load(places.locations(), series=scratch_db)
     valid = sorted(entry.id for entry in listed.valid_newest_first(scratch_db))
-    assert valid == sorted([first_result["backup_id"], waited["backup_id"]]), valid
-    assert all(len(listed.entry(backup_id).present_in) == 3 for backup_id in valid)
-    fault.saw("both valid in all 3 locations: %s" % ", ".join(valid))
-    fault.lost(0)
+    made = [first_result["backup_id"], waited["backup_id"]]
+    # Lost: the copies of the two backups (one per location) that are not there, valid, after the race.
+    missing = sum(len(places.params) - (len(listed.entry(backup_id).present_in) if backup_id in valid else 0)
+                  for backup_id in made)
+    fault.saw("valid after the race: %s; copies missing: %d of %d" % (", ".join(valid) or "none", missing,
+                                                                       len(made) * len(places.params)))
+    fault.lost(missing)
+    assert valid == sorted(made), valid
 
 
 @pytest.mark.fault("two runs of the same pgBackRest backup at once",

@@ -260,7 +260,7 @@ def test_a_corrupt_or_foreign_journal_is_said_and_not_continued(fault, lab, prep
 
 # The start of each phase of failover.yml after activation, as its output shows it (the task that opens it).
 PHASE_STARTS = (("fence_primary", "TASK [Fence primary]"), ("restore_db", "TASK [Record that the database step starts"),
-                ("restore_files", "TASK [Restore the object store]"),
+                ("restore_files", "PLAY [Restore file storage from the S3 backup]"),
                 ("restore_config", "TASK [Restore the configuration for DR"),
                 ("deploy_app", "TASK [Deploy application]"), ("verify_switch", "TASK [Verify the app at DR"))
 
