@@ -86,14 +86,14 @@ def kill_primary_once_dr_replayed_everything(lab):
     return incident, acknowledged_rows(writer)
 
 
-def failover_process(extra_vars, log_path):
+def failover_process(extra_vars, log_path, cwd=REPO):
     """failover.yml as a user starts it, in a process group of its own (so that the whole
     controller can be killed at once, as a closed terminal or a killed AWX job does)."""
     command = [str(VENV_BIN / "ansible-playbook"), "-i", str(REPO / "inventories" / "local"),
                str(REPO / "playbooks" / "failover.yml"), "-e", json.dumps(extra_vars)]
     log = open(log_path, "w")  # pylint: disable=consider-using-with
     env = ansible_env({"AUDITRON_DR_REPORT_DIR": str(log_path) + ".d", "PYTHONUNBUFFERED": "1"})
-    return subprocess.Popen(command, cwd=str(REPO), env=env,
+    return subprocess.Popen(command, cwd=str(cwd), env=env,
                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
 
@@ -313,5 +313,35 @@ def test_failover_killed_at_the_start_of_each_phase(fault, lab, prepared, run_pl
                                                                    "; ".join(states)))
     fault.saw("the run after the last kill completed: DR serves; %d missing of %d acknowledged rows"
               % (missing, len(acknowledged)))
+    fault.lost(missing)
+    failback_and_check(lab, run_playbook)
+
+
+@pytest.mark.fault("Two failovers started together from different working directories (two controllers at once)",
+                   "one takes the recovery lock (a lease in the backup stores); the other is refused before it "
+                   "changes anything, naming the holder; the first completes; no acknowledged row lost")
+def test_two_failovers_at_once(fault, lab, prepared, run_playbook, tmp_path):
+    ensure_standby(lab, run_playbook)
+    incident, acknowledged = kill_primary_once_dr_replayed_everything(lab)
+    logs, runs = [], []
+    for index in range(2):
+        workdir = tmp_path / ("controller-%d" % index)
+        workdir.mkdir()
+        logs.append(workdir / "failover.log")
+        runs.append(failover_process({"incident_start": incident, "failover_backup_after": False}, logs[-1],
+                                     cwd=workdir))
+    for process in runs:
+        process.wait(900)
+    outputs = [" ".join(log.read_text().split()) for log in logs]
+    codes = [process.returncode for process in runs]
+    assert sorted(codes)[0] == 0 and sorted(codes)[1] != 0, (codes, [text[-2000:] for text in outputs])
+    refused = outputs[codes.index(sorted(codes)[1])]
+    assert "lock recovery is held by run failover-" in refused and "nothing was changed" in refused, refused[-3000:]
+    assert "Record that the database step starts" not in refused        # it stopped before any change
+    holder = refused.split("lock recovery is held by ", 1)[1].split(": nothing was changed", 1)[0]
+    fault.saw("exit codes %s; the second was refused: held by %s" % (codes, holder[:160]))
+    assert serves_from_dr(lab)
+    missing = rows_missing_at_dr(lab, acknowledged)
+    fault.saw("the first completed: DR serves; %d missing of %d acknowledged rows" % (missing, len(acknowledged)))
     fault.lost(missing)
     failback_and_check(lab, run_playbook)
