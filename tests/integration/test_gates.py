@@ -1,0 +1,213 @@
+"""The gates of the runs that overwrite what serves, with every gate in force
+(auditron_dr_require_confirmation: true, as outside the lab): failback.yml, recover_deleted.yml,
+setup_standby.yml and restore_files.yml without their confirmation, setup_standby.yml against a
+DR that serves or whose state could not be read, restore_files.yml into a site that serves. Each
+run must fail with its one message, and the real state must be as before: the name's answer
+(dig), the databases' roles and rows, the buckets' listings, DR's data directory.
+
+No failover is needed: "DR serves" is DR's cluster as a primary (the lab's cold DR, or a fresh
+cold cluster put in place of the standby for the test and taken away after it) with the name
+pointed at DR. Every test leaves the lab as it found it: the primary serving, the name at
+127.0.0.11, DR's cluster as it was.
+"""
+
+import contextlib
+import glob
+import os
+import shutil
+import time
+
+import pytest
+
+from ansible_collections.auditron.dr.plugins.module_utils import dnsswitch
+from lab import servers
+from tests.helpers.lab_db import query
+from tests.integration.test_backup_files import endpoint, store_params
+from tests.integration.test_dns_switch import DR, LAB_TTL, PRIMARY, bind_params, leave_at_primary
+from tests.integration.test_scenario_2 import dns_answer
+
+pytestmark = pytest.mark.lab
+
+GATED = {"auditron_dr_require_confirmation": True}
+
+
+def nothing_changed(run, playbook, *words):
+    """rc != 0 and the one message, beginning "<playbook>: nothing was changed.", with `words`."""
+    assert run.rc != 0, run
+    text = " ".join(run.output.split())
+    start = text.find("%s: nothing was changed." % playbook)
+    assert start >= 0, run
+    message = text[start:start + 900]
+    for word in words:
+        assert word in message, (word, message)
+    return message
+
+
+def bucket(lab, site):
+    return endpoint(store_params(lab["sites"][site]["object_store"], "minio-" + site))
+
+
+def listing(location):
+    return sorted((entry.key, entry.size, entry.etag) for entry in location.list())
+
+
+def data_dir_state(lab, site="dr"):
+    """What a wipe would change: PG_VERSION there, the set-aside copies beside it, the cluster's
+    system identifier and role."""
+    data_dir = lab["sites"][site]["postgres"]["data_dir"]
+    return (os.path.exists(os.path.join(data_dir, "PG_VERSION")), sorted(glob.glob(data_dir + ".pre-*")),
+            query(lab, site, "SELECT (SELECT system_identifier FROM pg_control_system()), pg_is_in_recovery()")[0])
+
+
+def database_state(lab):
+    return {site: query(lab, site, 'SELECT pg_is_in_recovery(), (SELECT count(*) FROM "Invoice"), '
+                                   '(SELECT max(id) FROM "Invoice")')[0] for site in ("primary", "dr")}
+
+
+@contextlib.contextmanager
+def name_at(lab, address):
+    """The API's name at `address` (BIND, which the playbooks read) for the block; at the
+    primary on both providers after it."""
+    dnsswitch.switch(bind_params(lab), [address], ttl=LAB_TTL)
+    try:
+        assert dns_answer(lab) == [address]
+        yield
+    finally:
+        leave_at_primary(lab)
+        assert dns_answer(lab) == [PRIMARY]
+
+
+@contextlib.contextmanager
+def dr_as_primary(lab):
+    """DR's cluster a primary for the block: the lab's cold DR as it is, or, when DR is a
+    standby, a fresh cold cluster in its place, after which the standby comes back as it was."""
+    data_dir = lab["sites"]["dr"]["postgres"]["data_dir"]
+    if not query(lab, "dr", "SELECT pg_is_in_recovery()")[0][0]:
+        yield
+        return
+    kept = data_dir + ".gates-kept-%d" % int(time.time())
+    servers.stop_cluster(data_dir)
+    os.rename(data_dir, kept)
+    try:
+        servers.up(quiet=True)  # initdb of a cold DR cluster, started, database created
+        assert not query(lab, "dr", "SELECT pg_is_in_recovery()")[0][0]
+        yield
+    finally:
+        servers.stop_cluster(data_dir)
+        shutil.rmtree(data_dir, ignore_errors=True)
+        os.rename(kept, data_dir)
+        servers.up(quiet=True)
+    assert query(lab, "dr", "SELECT pg_is_in_recovery()")[0][0]
+
+
+@pytest.fixture(scope="module")
+def file_backup(lab, tmp_path_factory):
+    """A file backup of the primary's bucket, so that a restore that got through would write."""
+    from tests.conftest import ansible_playbook  # pylint: disable=import-outside-toplevel
+    run = ansible_playbook("backup_files.yml", tmp_path_factory.mktemp("gates-backup"))
+    assert run.returncode == 0, run.stdout[-3000:]
+
+
+@contextlib.contextmanager
+def one_object_changed(location):
+    """One object of `location` (one the backup has) holds other bytes for the block: a restore
+    that got through would put the backup's bytes back. Its own bytes come back after."""
+    key = sorted(entry.key for entry in location.list())[0]
+    original = location.get_bytes(key)
+    location.put(key, b"changed by test_gates " + original[:16])
+    try:
+        yield key
+    finally:
+        location.put(key, original)
+
+
+def test_restore_files_into_the_primary_needs_the_confirmation(lab, file_backup, run_playbook):
+    primary = bucket(lab, "primary")
+    with one_object_changed(primary) as key:
+        before = listing(primary)
+        run = run_playbook("restore_files.yml", extra_vars=dict(GATED, target_site="primary"))
+        nothing_changed(run, "restore_files.yml", "PRIMARY (primary)", "production site", "confirm_restore_files=true")
+        assert listing(primary) == before
+        assert primary.get_bytes(key).startswith(b"changed by test_gates")
+    assert dns_answer(lab) == [PRIMARY]
+
+
+def test_restore_files_to_an_older_point_into_the_site_the_name_answers(lab, file_backup, run_playbook):
+    dr_files = bucket(lab, "dr")
+    with name_at(lab, DR), one_object_changed(dr_files) as key:
+        before = listing(dr_files)
+        run = run_playbook("restore_files.yml", extra_vars=dict(GATED, target_site="dr",
+                                                                as_of="2026-01-01T00:00:00Z"))
+        nothing_changed(run, "restore_files.yml", "DR (dr)", "answers its address (%s)" % DR,
+                        "confirm_restore_files=true")
+        assert listing(dr_files) == before
+        assert dr_files.get_bytes(key).startswith(b"changed by test_gates")
+
+
+def test_restore_files_into_dr_before_it_serves_needs_no_confirmation(lab, file_backup, run_playbook):
+    """failover.yml's import (target_site=dr, as_of=latest, the name still at the primary)."""
+    dr_files = bucket(lab, "dr")
+    with one_object_changed(dr_files) as key:
+        run = run_playbook("restore_files.yml", extra_vars=dict(GATED, target_site="dr", as_of="latest"))
+        assert run.rc == 0, run
+        assert not dr_files.get_bytes(key).startswith(b"changed by test_gates"), "restored from the backup"
+    assert dns_answer(lab) == [PRIMARY]
+
+
+def test_setup_standby_without_its_confirmation(lab, run_playbook):
+    with dr_as_primary(lab):
+        before = data_dir_state(lab)
+        run = run_playbook("setup_standby.yml", extra_vars=GATED)
+        nothing_changed(run, "setup_standby.yml", "confirm_standby=true")
+        assert data_dir_state(lab) == before
+    assert dns_answer(lab) == [PRIMARY]
+
+
+def test_setup_standby_never_wipes_a_dr_that_serves(lab, run_playbook):
+    with dr_as_primary(lab), name_at(lab, DR):
+        before = data_dir_state(lab)
+        for extra in ({}, {"confirm_standby": True}):
+            run = run_playbook("setup_standby.yml", extra_vars=dict(GATED, **extra))
+            nothing_changed(run, "setup_standby.yml", "DR (dr) serves", "a primary (not in recovery)",
+                            "answers its address (%s)" % DR, "standby_replace_serving_dr=true")
+            assert data_dir_state(lab) == before
+        # Check mode says the same: a real run would refuse.
+        checked = run_playbook("setup_standby.yml", extra_vars=GATED, check=True)
+        nothing_changed(checked, "setup_standby.yml", "DR (dr) serves")
+        assert data_dir_state(lab) == before
+
+
+def test_setup_standby_never_wipes_a_dr_whose_state_it_could_not_read(lab, run_playbook):
+    pg = dict(lab["sites"]["dr"]["postgres"], password="not-the-password", service_manager="pg_ctl")
+    before = data_dir_state(lab)
+    run = run_playbook("setup_standby.yml", extra_vars=dict(GATED, confirm_standby=True, auditron_dr_postgres=pg))
+    nothing_changed(run, "setup_standby.yml", "The state of DR (dr) could not be read",
+                    "password authentication failed", "standby_replace_unreadable_dr=true")
+    assert data_dir_state(lab) == before
+    assert dns_answer(lab) == [PRIMARY]
+
+
+def test_failback_without_its_confirmation(lab, run_playbook):
+    before = database_state(lab)
+    run = run_playbook("failback.yml", extra_vars=GATED)
+    nothing_changed(run, "failback.yml", "confirm_failback=true")
+    assert database_state(lab) == before
+    assert dns_answer(lab) == [PRIMARY]
+
+
+def test_recover_deleted_without_its_confirmation(lab, run_playbook):
+    victim, row = query(lab, "primary", 'SELECT id, row_to_json(i)::text FROM "Invoice" i ORDER BY id DESC '
+                                        "LIMIT 1 OFFSET 40")[0]
+    query(lab, "primary", 'DELETE FROM "Invoice" WHERE id = %s', (victim,))
+    try:
+        scratch_before = sorted(glob.glob(os.path.join(lab["lab"]["pg_dir"], "recover-*")))
+        before = database_state(lab)
+        run = run_playbook("recover_deleted.yml", extra_vars=dict(GATED, recover_ids=[victim]))
+        nothing_changed(run, "recover_deleted.yml", "confirm_restore=true")
+        assert database_state(lab) == before
+        assert query(lab, "primary", 'SELECT count(*) FROM "Invoice" WHERE id = %s', (victim,))[0][0] == 0
+        assert sorted(glob.glob(os.path.join(lab["lab"]["pg_dir"], "recover-*"))) == scratch_before
+    finally:
+        query(lab, "primary", 'INSERT INTO "Invoice" SELECT * FROM json_populate_record(NULL::"Invoice", %s::json) '
+                              "ON CONFLICT DO NOTHING", (row,))
+    assert dns_answer(lab) == [PRIMARY]
