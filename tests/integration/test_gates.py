@@ -19,7 +19,7 @@ import time
 
 import pytest
 
-from ansible_collections.auditron.dr.plugins.module_utils import dnsswitch
+from ansible_collections.auditron.dr.plugins.module_utils import dnsswitch, filehistory
 from lab import servers
 from tests.helpers.lab_db import query
 from tests.integration.test_backup_files import endpoint, store_params
@@ -60,8 +60,15 @@ def data_dir_state(lab, site="dr"):
 
 
 def database_state(lab):
-    return {site: query(lab, site, 'SELECT pg_is_in_recovery(), (SELECT count(*) FROM "Invoice"), '
-                                   '(SELECT max(id) FROM "Invoice")')[0] for site in ("primary", "dr")}
+    """Each site's role and system identifier, and what its "Invoice" holds (a cold DR has none)."""
+    state = {}
+    for site in ("primary", "dr"):
+        role = query(lab, site, "SELECT pg_is_in_recovery(), (SELECT system_identifier FROM pg_control_system()), "
+                                """to_regclass('public."Invoice"') IS NOT NULL""")[0]
+        rows = query(lab, site, 'SELECT count(*), max(id), sum(hashtext("Invoice"::text)) FROM "Invoice"')[0] \
+            if role[2] else None
+        state[site] = (role, rows)
+    return state
 
 
 @contextlib.contextmanager
@@ -106,13 +113,20 @@ def file_backup(lab, tmp_path_factory):
     from tests.conftest import ansible_playbook  # pylint: disable=import-outside-toplevel
     run = ansible_playbook("backup_files.yml", tmp_path_factory.mktemp("gates-backup"))
     assert run.returncode == 0, run.stdout[-3000:]
+    backup = endpoint(store_params(lab["backup_stores"]["us-east-1"], "s3-us-east-1", "files"))
+    return filehistory.list_points(backup)["latest"]["id"]
 
 
 @contextlib.contextmanager
 def one_object_changed(location):
     """One object of `location` (one the backup has) holds other bytes for the block: a restore
-    that got through would put the backup's bytes back. Its own bytes come back after."""
-    key = sorted(entry.key for entry in location.list())[0]
+    that got through would put the backup's bytes back. Its own bytes come back after. An empty
+    bucket stays empty (a restore that got through would fill it)."""
+    keys = sorted(entry.key for entry in location.list())
+    if not keys:
+        yield None
+        return
+    key = keys[0]
     original = location.get_bytes(key)
     location.put(key, b"changed by test_gates " + original[:16])
     try:
@@ -136,12 +150,11 @@ def test_restore_files_to_an_older_point_into_the_site_the_name_answers(lab, fil
     dr_files = bucket(lab, "dr")
     with name_at(lab, DR), one_object_changed(dr_files) as key:
         before = listing(dr_files)
-        run = run_playbook("restore_files.yml", extra_vars=dict(GATED, target_site="dr",
-                                                                as_of="2026-01-01T00:00:00Z"))
+        run = run_playbook("restore_files.yml", extra_vars=dict(GATED, target_site="dr", as_of=file_backup))
         nothing_changed(run, "restore_files.yml", "DR (dr)", "answers its address (%s)" % DR,
                         "confirm_restore_files=true")
         assert listing(dr_files) == before
-        assert dr_files.get_bytes(key).startswith(b"changed by test_gates")
+        assert key is None or dr_files.get_bytes(key).startswith(b"changed by test_gates")
 
 
 def test_restore_files_into_dr_before_it_serves_needs_no_confirmation(lab, file_backup, run_playbook):
@@ -150,7 +163,8 @@ def test_restore_files_into_dr_before_it_serves_needs_no_confirmation(lab, file_
     with one_object_changed(dr_files) as key:
         run = run_playbook("restore_files.yml", extra_vars=dict(GATED, target_site="dr", as_of="latest"))
         assert run.rc == 0, run
-        assert not dr_files.get_bytes(key).startswith(b"changed by test_gates"), "restored from the backup"
+        assert listing(dr_files), "restored from the backup"
+        assert key is None or not dr_files.get_bytes(key).startswith(b"changed by test_gates"), "overwritten"
     assert dns_answer(lab) == [PRIMARY]
 
 
