@@ -18,7 +18,7 @@ description:
   - Reads what a site looks like now - its database's role (primary, standby, stopped, no cluster, or unreadable),
     what the API's name answers at its authoritative server, whether its app answers C(/health), and whether a
     failover to it completed (its failover state file) - and decides whether the run may go on. It fails with one
-    message that begins C(<caller>: nothing was changed.) when it may not. It changes nothing.
+    message that begins with O(caller) and the words "nothing was changed." when it may not. It changes nothing.
   - A site serves when it holds data (its database is not a standby and it has a cluster) and the API's name
     answers its address, or its database is a primary whose app answers after a completed failover to it.
   - O(action=standby) (setup_standby.yml, the standby role) never replaces a site that serves, nor one whose state
@@ -193,7 +193,7 @@ failover:
 
 from ansible.module_utils.basic import missing_required_lib
 
-from ansible_collections.auditron.dr.plugins.module_utils import appverify, gates, pg
+from ansible_collections.auditron.dr.plugins.module_utils import gates, pg
 from ansible_collections.auditron.dr.plugins.module_utils.base import (AuditronModule, dns_suboptions,
                                                                        postgres_argument_spec)
 
@@ -226,14 +226,20 @@ def argument_spec():
     return spec
 
 
+def health_getter(ca_bundle):
+    """GET for the app's health check; ansible's urls is loaded only when an app is asked."""
+    def get(url):
+        from ansible_collections.auditron.dr.plugins.module_utils import appverify  # pylint: disable=import-outside-toplevel
+        return appverify.http_get(url, ca_bundle=ca_bundle, timeout=5.0)
+    return get
+
+
 def main():
     module = AuditronModule(argument_spec(), supports_check_mode=True)
     if not pg.HAS_PSYCOPG2:
         module.fail_json(msg=missing_required_lib("psycopg2"), exception=pg.PSYCOPG2_IMPORT_ERROR)
     params = dict(module.params, postgres=module.params)
-    ca_bundle = module.params["app_ca_bundle"]
-    module.run(gates.gate, params, lambda url: appverify.http_get(url, ca_bundle=ca_bundle, timeout=5.0),
-               check_mode=module.check_mode)
+    module.run(gates.gate, params, health_getter(module.params["app_ca_bundle"]), check_mode=module.check_mode)
 
 
 if __name__ == "__main__":
