@@ -225,3 +225,59 @@ def test_recover_deleted_without_its_confirmation(lab, run_playbook):
         query(lab, "primary", 'INSERT INTO "Invoice" SELECT * FROM json_populate_record(NULL::"Invoice", %s::json) '
                               "ON CONFLICT DO NOTHING", (row,))
     assert dns_answer(lab) == [PRIMARY]
+
+
+ROLE_GATE_PLAYBOOK = """---
+- name: The standby role's gate, as failback.yml reaches it at DR
+  hosts: auditron_dr
+  gather_facts: false
+  tasks:
+    - name: Gate
+      ansible.builtin.include_role:
+        name: auditron.dr.standby
+        tasks_from: gate
+
+    - name: What the gate saw
+      ansible.builtin.debug:
+        msg: "gate said: {{ standby_gate.msg }}; database {{ standby_gate.database.state }}"
+"""
+
+
+@contextlib.contextmanager
+def failover_completed_and_dr_stopped(lab):
+    """DR as failback.yml leaves it before its last step: a failover to it recorded as completed,
+    its database a primary, stopped. Its state file and its cluster come back after."""
+    state = os.path.join(lab["lab"]["dir"], "state", "failover.json")
+    kept = open(state).read() if os.path.exists(state) else None
+    os.makedirs(os.path.dirname(state), exist_ok=True)
+    with dr_as_primary(lab):
+        with open(state, "w") as handle:
+            handle.write('{"completed": true, "fenced": true}\n')
+        data_dir = lab["sites"]["dr"]["postgres"]["data_dir"]
+        servers.stop_cluster(data_dir)
+        try:
+            yield data_dir
+        finally:
+            if kept is None:
+                os.remove(state)
+            else:
+                with open(state, "w") as handle:
+                    handle.write(kept)
+            servers.up(quiet=True)
+
+
+def test_the_standby_roles_gate_lets_failback_replace_a_stopped_dr_and_no_other(lab, run_playbook, tmp_path):
+    playbook = tmp_path / "role_gate.yml"
+    playbook.write_text(ROLE_GATE_PLAYBOOK)
+    with failover_completed_and_dr_stopped(lab) as data_dir:
+        marker = sorted(os.listdir(data_dir))
+        # failback.yml's last step: the name is back at the primary, DR's database stopped.
+        run = run_playbook(str(playbook), extra_vars=GATED)
+        assert run.rc == 0, run
+        said = " ".join(run.output.split())
+        assert "gate said: DR (dr) may be replaced by a standby" in said and "database stopped" in said, run
+        # The same DR while the name still answers it: the only copy of what it took.
+        with name_at(lab, DR):
+            refused = run_playbook(str(playbook), extra_vars=GATED)
+            nothing_changed(refused, "auditron.dr.standby", "DR (dr) serves", "answers its address (%s)" % DR)
+        assert sorted(os.listdir(data_dir)) == marker
