@@ -22,6 +22,7 @@ import pytest
 from ansible_collections.auditron.dr.plugins.module_utils import dnsswitch, filehistory
 from lab import servers
 from tests.helpers.lab_db import query
+from tests.helpers.ports import closed_port
 from tests.integration.test_backup_files import endpoint, store_params
 from tests.integration.test_dns_switch import DR, LAB_TTL, PRIMARY, bind_params, leave_at_primary
 from tests.integration.test_scenario_2 import dns_answer
@@ -168,36 +169,44 @@ def test_restore_files_into_dr_before_it_serves_needs_no_confirmation(lab, file_
     assert dns_answer(lab) == [PRIMARY]
 
 
+def standby_refused(lab, run_playbook, extra, *words, check=False):
+    """setup_standby.yml with every gate in force and `extra`: refused with `words`, DR's data
+    directory and cluster as they were."""
+    before = data_dir_state(lab)
+    run = run_playbook("setup_standby.yml", extra_vars=dict(GATED, **extra), check=check)
+    nothing_changed(run, "setup_standby.yml", *words)
+    assert data_dir_state(lab) == before
+
+
 def test_setup_standby_without_its_confirmation(lab, run_playbook):
     with dr_as_primary(lab):
-        before = data_dir_state(lab)
-        run = run_playbook("setup_standby.yml", extra_vars=GATED)
-        nothing_changed(run, "setup_standby.yml", "confirm_standby=true")
-        assert data_dir_state(lab) == before
+        standby_refused(lab, run_playbook, {}, "confirm_standby=true")
     assert dns_answer(lab) == [PRIMARY]
 
 
 def test_setup_standby_never_wipes_a_dr_that_serves(lab, run_playbook):
     with dr_as_primary(lab), name_at(lab, DR):
-        before = data_dir_state(lab)
         for extra in ({}, {"confirm_standby": True}):
-            run = run_playbook("setup_standby.yml", extra_vars=dict(GATED, **extra))
-            nothing_changed(run, "setup_standby.yml", "DR (dr) serves", "a primary (not in recovery)",
+            standby_refused(lab, run_playbook, extra, "DR (dr) serves", "a primary (not in recovery)",
                             "answers its address (%s)" % DR, "standby_replace_serving_dr=true")
-            assert data_dir_state(lab) == before
         # Check mode says the same: a real run would refuse.
-        checked = run_playbook("setup_standby.yml", extra_vars=GATED, check=True)
-        nothing_changed(checked, "setup_standby.yml", "DR (dr) serves")
-        assert data_dir_state(lab) == before
+        standby_refused(lab, run_playbook, {}, "DR (dr) serves", check=True)
 
 
 def test_setup_standby_never_wipes_a_dr_whose_state_it_could_not_read(lab, run_playbook):
     pg = dict(lab["sites"]["dr"]["postgres"], password="not-the-password", service_manager="pg_ctl")
-    before = data_dir_state(lab)
-    run = run_playbook("setup_standby.yml", extra_vars=dict(GATED, confirm_standby=True, auditron_dr_postgres=pg))
-    nothing_changed(run, "setup_standby.yml", "The state of DR (dr) could not be read",
-                    "password authentication failed", "standby_replace_unreadable_dr=true")
-    assert data_dir_state(lab) == before
+    standby_refused(lab, run_playbook, {"confirm_standby": True, "auditron_dr_postgres": pg},
+                    "The state of DR (dr) could not be read", "password authentication failed",
+                    "standby_replace_unreadable_dr=true")
+    assert dns_answer(lab) == [PRIMARY]
+
+
+def test_setup_standby_never_wipes_a_primary_dr_when_the_name_cannot_be_read(lab, run_playbook):
+    unreachable = dict(bind_params(lab), port=closed_port())
+    with dr_as_primary(lab):
+        standby_refused(lab, run_playbook, {"confirm_standby": True, "auditron_dr_dns": unreachable},
+                        "The state of DR (dr) could not be read", "%s could not be read" % lab["dns"]["record"],
+                        "standby_replace_unreadable_dr=true")
     assert dns_answer(lab) == [PRIMARY]
 
 
