@@ -45,9 +45,8 @@ def read_database(postgres, data_dir=None, connect=pg.connect, running=pginstanc
             cur.execute(ROLE_QUERY)
             in_recovery, receiver = cur.fetchone()
     except Exception as exc:  # pylint: disable=broad-except
-        return {"state": "unreadable", "receiver": None,
-                "detail": "%s answers but its role could not be read: %s" % (pg.server_label(postgres),
-                                                                              first_line(exc))}
+        detail = "%s answers but its role could not be read: %s" % (pg.server_label(postgres), first_line(exc))
+        return {"state": "unreadable", "receiver": None, "detail": detail}
     finally:
         conn.close()
     if in_recovery:
@@ -170,11 +169,11 @@ def decide(action, caller, site, assessment, require_confirmation=True, confirme
                            "replace it anyway." % (head, site, "; ".join(assessment["unknown"]),
                                                    replace_variables[1], confirm_variable))
         if assessment["serving"] and not replace_serving:
+            why = " and ".join(assessment["reasons"])
             return _refuse("serving", "%s %s serves: its database is %s and %s. Replacing it by a standby would "
                            "set aside the data it serves; fail back first (failback.yml), or set %s=true (and "
-                           "%s=true) to replace it anyway." % (head, site, database["detail"],
-                                                                " and ".join(assessment["reasons"]),
-                                                                replace_variables[0], confirm_variable))
+                           "%s=true) to replace it anyway." % (
+                               head, site, database["detail"], why, replace_variables[0], confirm_variable))
         if confirm_missing:
             return _refuse("confirmation", "%s Replacing the data of %s (its database is %s) by a standby needs "
                            "%s=true." % (head, site, database["detail"], confirm_variable))

@@ -21,13 +21,15 @@ DONE = {"recorded": True, "completed": True, "detail": "a failover completed"}
 NONE = {"recorded": False, "completed": False, "detail": "no failover recorded"}
 
 
-def standby(database, dns=NAME_AWAY, app=APP_DOWN, failover=NONE, **kwargs):
-    return gates.decide("standby", "setup_standby.yml", "DR (dr)", gates.assess(database, dns, app, failover),
+def standby(database, dns=None, app=None, failover=None, **kwargs):
+    seen = gates.assess(database, dns or NAME_AWAY, app or APP_DOWN, failover or NONE)
+    return gates.decide("standby", "setup_standby.yml", "DR (dr)", seen,
                         confirm_variable="confirm_standby", replace_variables=("replace_s", "replace_u"), **kwargs)
 
 
-def files(database=PRIMARY, dns=NAME_AWAY, app=APP_DOWN, failover=NONE, **kwargs):
-    return gates.decide("restore_files", "restore_files.yml", "DR (dr)", gates.assess(database, dns, app, failover),
+def files(database=None, dns=None, app=None, failover=None, **kwargs):
+    seen = gates.assess(database or PRIMARY, dns or NAME_AWAY, app or APP_DOWN, failover or NONE)
+    return gates.decide("restore_files", "restore_files.yml", "DR (dr)", seen,
                         confirm_variable="confirm_restore_files", **kwargs)
 
 
