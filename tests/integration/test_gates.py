@@ -169,11 +169,11 @@ def test_restore_files_into_dr_before_it_serves_needs_no_confirmation(lab, file_
     assert dns_answer(lab) == [PRIMARY]
 
 
-def standby_refused(lab, run_playbook, extra, *words, check=False):
-    """setup_standby.yml with every gate in force and `extra`: refused with `words`, DR's data
-    directory and cluster as they were."""
+def standby_refused(lab, run_playbook, extra, *words, check=False, gated=True):
+    """setup_standby.yml with every gate in force (or, gated=False, as the lab runs it) and
+    `extra`: refused with `words`, DR's data directory and cluster as they were."""
     before = data_dir_state(lab)
-    run = run_playbook("setup_standby.yml", extra_vars=dict(GATED, **extra), check=check)
+    run = run_playbook("setup_standby.yml", extra_vars=dict(GATED if gated else {}, **extra), check=check)
     nothing_changed(run, "setup_standby.yml", *words)
     assert data_dir_state(lab) == before
 
@@ -191,6 +191,15 @@ def test_setup_standby_never_wipes_a_dr_that_serves(lab, run_playbook):
                             "answers its address (%s)" % DR, "standby_replace_serving_dr=true")
         # Check mode says the same: a real run would refuse.
         standby_refused(lab, run_playbook, {}, "DR (dr) serves", check=True)
+        # Not a confirmation: the lab, which asks none, is refused the same.
+        standby_refused(lab, run_playbook, {}, "DR (dr) serves", gated=False)
+        # The override (with the confirmation) gets past the gate: a check run plans the standby.
+        before = data_dir_state(lab)
+        planned = run_playbook("setup_standby.yml", check=True, extra_vars=dict(
+            GATED, confirm_standby=True, standby_replace_serving_dr=True))
+        assert planned.rc == 0, planned
+        assert "nothing was changed" not in planned.output
+        assert data_dir_state(lab) == before
 
 
 def test_setup_standby_never_wipes_a_dr_whose_state_it_could_not_read(lab, run_playbook):
