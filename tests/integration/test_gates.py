@@ -159,9 +159,10 @@ def test_restore_files_to_an_older_point_into_the_site_the_name_answers(lab, fil
 
 
 def test_restore_files_into_dr_before_it_serves_needs_no_confirmation(lab, file_backup, run_playbook):
-    """failover.yml's import (target_site=dr, as_of=latest, the name still at the primary)."""
+    """failover.yml's import: target_site=dr, as_of=latest, DR's database promoted (a primary),
+    its app up (the lab keeps one), the failover in progress, the name still at the primary."""
     dr_files = bucket(lab, "dr")
-    with one_object_changed(dr_files) as key:
+    with dr_as_primary(lab), failover_recorded(lab, '{"fenced": true}\n'), one_object_changed(dr_files) as key:
         run = run_playbook("restore_files.yml", extra_vars=dict(GATED, target_site="dr", as_of="latest"))
         assert run.rc == 0, run
         assert listing(dr_files), "restored from the backup"
@@ -262,25 +263,33 @@ ROLE_GATE_PLAYBOOK = """---
 
 
 @contextlib.contextmanager
-def failover_completed_and_dr_stopped(lab):
-    """DR as failback.yml leaves it before its last step: a failover to it recorded as completed,
-    its database a primary, stopped. Its state file and its cluster come back after."""
+def failover_recorded(lab, content):
+    """DR's failover state file holds `content` for the block; as it was after it."""
     state = os.path.join(lab["lab"]["dir"], "state", "failover.json")
     kept = open(state).read() if os.path.exists(state) else None
     os.makedirs(os.path.dirname(state), exist_ok=True)
-    with dr_as_primary(lab):
-        with open(state, "w") as handle:
-            handle.write('{"completed": true, "fenced": true}\n')
+    with open(state, "w") as handle:
+        handle.write(content)
+    try:
+        yield
+    finally:
+        if kept is None:
+            os.remove(state)
+        else:
+            with open(state, "w") as handle:
+                handle.write(kept)
+
+
+@contextlib.contextmanager
+def failover_completed_and_dr_stopped(lab):
+    """DR as failback.yml leaves it before its last step: a failover to it recorded as completed,
+    its database a primary, stopped. Its state file and its cluster come back after."""
+    with dr_as_primary(lab), failover_recorded(lab, '{"completed": true, "fenced": true}\n'):
         data_dir = lab["sites"]["dr"]["postgres"]["data_dir"]
         servers.stop_cluster(data_dir)
         try:
             yield data_dir
         finally:
-            if kept is None:
-                os.remove(state)
-            else:
-                with open(state, "w") as handle:
-                    handle.write(kept)
             servers.up(quiet=True)
 
 
