@@ -247,6 +247,7 @@ def test_the_confirmations_the_playbooks_require_are_asked():
     asked = {(o, q["variable"]) for o, q in _confirmations()}
     for pair in [("restore_database", "confirm_restore"), ("recover_deleted", "confirm_restore"),
                  ("failover", "confirm_failover"), ("prune_backups", "auditron_dr_prune_confirm"),
+                 ("restore_files", "confirm_restore_files"), ("setup_standby", "confirm_standby"),
                  ("dr_drill", "drill_mode"), ("Failover to the DR site", "confirm_failover")]:
         assert pair in asked, pair
 
