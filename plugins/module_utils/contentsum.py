@@ -39,8 +39,6 @@ SESSION_SETTINGS = (
     ("bytea_output", "hex"),
 )
 
-SYSTEM_SCHEMAS = ("pg_catalog", "information_schema", "pg_toast")
-
 # Tables of the database, with what decides whether they are in scope.
 LIST_TABLES_SQL = (
     "SELECT n.nspname, c.relname, c.relpersistence "
