@@ -23,7 +23,7 @@ description:
     RV(left_out).
   - With O(expected) (the RV(tables) of an earlier run, on another server), returns the tables that differ.
     Failback uses it to prove that the rebuilt primary holds what DR held, row for row.
-  - Reads every row of every table in scope: a full scan of the database.
+  - Reads every row of every table in scope (a full scan of the database).
 extends_documentation_fragment:
   - auditron.dr.postgres
   - auditron.dr.read_only
@@ -77,10 +77,11 @@ EXAMPLES = r"""
 
 RETURN = r"""
 tables:
-  description: Per table (V(schema.table)), C(rows) (the row count) and C(digest) (hex, order-independent).
+  description:
+    - Per table (V(schema.table), for example V(public.Invoice)), C(rows) (the row count) and C(digest) (32 hex
+      digits, the same whatever the order of the rows).
   returned: always
   type: dict
-  sample: {"public.Invoice": {"rows": 1000, "digest": "3f1c0e6b1a0f4f9e8c2b7d5e6a4b3c21"}}
 left_out:
   description: Tables not checksummed, with why (V(excluded), V(unlogged) or V(temporary)).
   returned: always
