@@ -18,6 +18,7 @@ import urllib.request
 import psycopg2
 import pytest
 
+from ansible_collections.auditron.dr.plugins.module_utils import contentsum
 from lab import proc, servers
 from tests.helpers.lab_db import connect, query
 from tests.integration.test_verify_backups import flat
@@ -130,6 +131,23 @@ def failback_and_check(lab, run_playbook):
     assert app_at(lab, "127.0.0.11")["site"] == "primary"
     cleanup_aside(lab)
     return run
+
+
+def assert_same_content(lab):
+    """Every row of every table the same at both sites (DR a standby of the primary now): the check
+    failback makes, made again here by the test."""
+    target = query(lab, "primary", "SELECT pg_current_wal_lsn()")[0][0]
+    deadline = time.monotonic() + 60
+    while not query(lab, "dr", "SELECT pg_last_wal_replay_lsn() >= %s::pg_lsn", (target,))[0][0]:
+        assert time.monotonic() < deadline, "DR did not replay the primary's WAL up to %s in 60 s" % target
+        time.sleep(0.5)
+    conns = [connect(lab, "primary"), connect(lab, "dr")]
+    try:
+        primary, dr = [contentsum.content_checksums(conn) for conn in conns]
+    finally:
+        for conn in conns:
+            conn.close()
+    assert primary["public.%s" % PROBE]["rows"] > 0 and contentsum.compare(primary, dr) == []
 
 
 def ensure_standby(lab, run_playbook):
@@ -268,15 +286,35 @@ def test_warm_failover_promotes_the_standby(lab, prepared, run_playbook, tmp_pat
     assert rep["rto"]["verdict"] == "met" and 0 < rep["rto"]["achieved_seconds"] <= 1800, rep["rto"]
     assert dns_answer(lab) == ["127.0.0.12"]
 
-    # A failback that fails while it stops writes at DR (here: its row check, after DR's app was
-    # stopped and its WAL pushed) starts DR's app again: DR still serves, the name still points at it.
+    # A failback that fails while it stops writes at DR (here: its row-for-row checksum, after DR's
+    # app was stopped and its WAL pushed) starts DR's app again: DR still serves, the name still points at it.
     servers.up(quiet=True)
-    broken = run_playbook("failback.yml", extra_vars={"failback_fingerprint_query": "SELECT no_such_column"})
+    broken = run_playbook("failback.yml", extra_vars={"failback_checksum_tables": ["Invoice", "no_such_table"]})
     assert broken.rc != 0 and "DR still serves" in flat(broken.output), broken
+    assert "no such table: public.no_such_table" in flat(broken.output), broken
     assert app_at(lab, "127.0.0.12")["site"] == "dr"
     assert dns_answer(lab) == ["127.0.0.12"]
     assert query(lab, "dr", "SELECT pg_is_in_recovery()")[0][0] is False
-    failback_and_check(lab, run_playbook)
+
+    # A failback that fails inside rebuild_primary, once DR's app and database were stopped and the
+    # primary's data set aside (here: after the rebuilt primary started, which forked a timeline of its
+    # own into the archive): DR serves again, the primary stays out of service, and the message says so.
+    rebuild_broken = run_playbook("failback.yml", extra_vars={"failback_inject_failure_after": "start"})
+    output = flat(rebuild_broken.output)
+    assert rebuild_broken.rc != 0 and "DR serves again" in output, rebuild_broken
+    assert "nothing was changed" not in output and "The primary does not serve" in output, rebuild_broken
+    assert "pre-failback-" in output and "failed-failback-" in output, rebuild_broken     # where its data went
+    assert app_at(lab, "127.0.0.12")["site"] == "dr"
+    assert dns_answer(lab) == ["127.0.0.12"]
+    assert query(lab, "dr", "SELECT pg_is_in_recovery()")[0][0] is False
+    with pytest.raises(psycopg2.OperationalError):
+        connect(lab, "primary", timeout=2)                        # the rebuilt copy was stopped again
+    # DR takes writes again after the failed rebuild; a plain re-run brings every one of them back.
+    query(lab, "dr", "INSERT INTO %s (at) VALUES (clock_timestamp())" % PROBE)
+    run = failback_and_check(lab, run_playbook)
+    [rebuilt] = [check for check in report(run)["checks"] if check["name"] == "primary matches DR after the rebuild"]
+    assert rebuilt["result"] == "ok" and "every table matches" in rebuilt["detail"], rebuilt
+    assert_same_content(lab)
 
 
 def test_failover_with_the_primary_up_fences_it_first(lab, prepared, run_playbook):
