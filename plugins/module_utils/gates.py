@@ -17,10 +17,9 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-import json
 import os
 
-from ansible_collections.auditron.dr.plugins.module_utils import pg, pginstance
+from ansible_collections.auditron.dr.plugins.module_utils import journal, pg, pginstance
 from ansible_collections.auditron.dr.plugins.module_utils.common import DRError, first_line
 
 ACTIONS = ("standby", "restore_files")
@@ -108,17 +107,16 @@ def read_app(url, get, health_path="/health"):
 
 
 def read_failover_state(path):
-    """{recorded, completed, detail}: whether a failover to this site was recorded, and finished."""
-    if not path or not os.path.exists(path):
+    """{recorded, completed, detail}: whether a failover to this site was recorded in its run
+    journal (journal.py, the one reader of that file), and finished."""
+    found, unreadable, _seen = journal.read_copies(path, [], "failover")
+    if found is None and not unreadable:
         return {"recorded": False, "completed": False, "detail": "no failover recorded"}
-    try:
-        with open(path) as handle:
-            state = json.load(handle)
-    except (IOError, OSError, ValueError) as exc:
-        # A state that cannot be read may be a finished failover: not proof that none happened.
+    if found is None:
+        # A journal that cannot be read may be a finished failover: not proof that none happened.
         return {"recorded": True, "completed": True,
-                "detail": "failover state %s could not be read (%s)" % (path, first_line(exc))}
-    completed = bool(isinstance(state, dict) and state.get("completed"))
+                "detail": "failover journal could not be read (%s)" % "; ".join(unreadable)}
+    completed = bool(found.get("completed"))
     return {"recorded": True, "completed": completed,
             "detail": "a failover %s recorded in %s" % ("completed" if completed else "in progress", path)}
 

@@ -197,9 +197,9 @@ def test_read_app_and_failover_state(tmp_path):
     state = tmp_path / "failover.json"
     assert gates.read_failover_state(str(state)) == {"recorded": False, "completed": False,
                                                      "detail": "no failover recorded"}
-    state.write_text(json.dumps({"fenced": True}))
+    state.write_text(json.dumps({"id": "20261208T000000Z", "fenced": True}))
     assert not gates.read_failover_state(str(state))["completed"]
-    state.write_text(json.dumps({"completed": True}))
+    state.write_text(json.dumps({"id": "20261208T000000Z", "completed": True}))
     assert gates.read_failover_state(str(state))["completed"]
     state.write_text("{not json")
     assert gates.read_failover_state(str(state))["completed"]  # unreadable: not proof of none
