@@ -203,6 +203,12 @@ def acquire(locations, name, holder, ttl=DEFAULT_TTL, wait=0, settle=DEFAULT_SET
                 lease.withdraw()
             except Exception:  # pylint: disable=broad-except
                 pass
+        if lost_to is not None and lost_to[1].get("host") == holder.get("host") and lost_to[1].get("pid") and \
+                lost_to[1].get("pid") == holder.get("pid"):
+            # The same ansible-playbook already holds it (failover.yml imports restore_files.yml):
+            # the inner run goes on under the outer one's lease, and releases nothing.
+            return {"token": None, "locations": [], "unreachable": unreachable, "waited_seconds": 0.0,
+                    "taken_over": expired, "held_by_this_run": dict(lost_to[1])}
         window = (2 * settle + 1) if contention_window is None else contention_window
         contended = lost_to is not None and lost_to[1].get("older_by", 0) < window and contention < 20
         if lost_to is None or contended:

@@ -25,7 +25,7 @@ description:
   - The order of candidates is the backup server's (their LastModified, with ties tried again), never a
     controller's clock; no conditional write is relied on, since some S3 servers (C(rclone serve s3)) accept
     If-None-Match and ignore it.
-  - Must run on the controller (C(delegate_to: localhost)), where the run it locks for runs.
+  - "Must run on the controller (C(delegate_to: localhost)), where the run it locks for runs."
 extends_documentation_fragment:
   - auditron.dr.location
   - ansible.builtin.action_common_attributes
@@ -115,6 +115,11 @@ holders:
   description: Per location, the candidates for the lock, oldest (the holder) first, each with whether it is alive.
   returned: when O(action=status) or in check mode
   type: dict
+held_by_this_run:
+  description: The lease of the same ansible-playbook (a playbook imported by one that holds the lock), under which
+    this run goes on; RV(token) is then null and nothing is to be released.
+  returned: when the same ansible-playbook holds the lock already
+  type: dict
 heartbeat_watches:
   description: The pid of the ansible-playbook process the heartbeat watches.
   returned: when O(action=acquire) and not in check mode
@@ -127,12 +132,14 @@ from ansible_collections.auditron.dr.plugins.module_utils.common import DRError
 
 
 def run(params, check_mode):
-    locations = storage.locations_from_params(params["locations"])
+    # Short timeouts and two attempts: a backup region that is down must not hold a recovery up.
+    locations = storage.locations_from_params(params["locations"], max_attempts=2, connect_timeout=3,
+                                              read_timeout=10)
     if params["action"] == "status" or check_mode:
         return {"changed": False, "holders": lease.status(locations, params["name"])}
     if params["action"] == "release":
         if not params["token"]:
-            raise DRError("release needs the token acquire returned")
+            return {"changed": False, "locations": []}  # nothing of this run's own to release
         removed = lease.release(locations, params["name"], params["token"])
         return {"changed": bool(removed), "locations": removed}
     watch = lease.controller_pid()
@@ -141,6 +148,9 @@ def run(params, check_mode):
                       "(delegate_to: localhost), where the run it locks for runs")
     holder = lease.default_holder(params["run_id"], params["playbook"])
     taken = lease.acquire(locations, params["name"], holder, ttl=params["ttl"], wait=params["wait"])
+    if taken["token"] is None:  # this ansible-playbook holds it already (an imported playbook)
+        taken.update(changed=False, heartbeat_watches=watch, holder=holder)
+        return taken
     if params["heartbeat"]:
         lease.start_heartbeat(locations, params["name"], taken["token"], params["ttl"], watch)
     taken.update(changed=True, heartbeat_watches=watch, holder=holder)

@@ -196,3 +196,17 @@ def test_a_holder_on_this_host_whose_controller_is_gone_is_dead_at_once(places):
 
 def test_no_ansible_playbook_above_pytest():
     assert lease.controller_pid() is None
+
+
+def test_the_same_controller_process_goes_on_under_its_own_lease_and_releases_nothing(places):
+    clock = Clock()
+    outer = lease.acquire(places, "recovery", holder("A"), settle=0, clock=clock, sleep=clock.sleep,
+                          contention_window=0)
+    # Same host, same pid: a playbook imported by the one that holds the lock.
+    inner = lease.acquire(places, "recovery", dict(holder("A"), run_id="A-imported"), settle=0, clock=clock,
+                          sleep=clock.sleep, contention_window=0)
+    assert inner["token"] is None and inner["held_by_this_run"]["run_id"] == "A"
+    assert [h["token"] for h in lease.status(places, "recovery")["s3-us-east-1"]] == [outer["token"]]
+    with pytest.raises(DRError):                                   # another process is still kept out
+        lease.acquire(places, "recovery", dict(holder("B"), pid=4343), settle=0, clock=clock, sleep=clock.sleep,
+                      contention_window=0)
