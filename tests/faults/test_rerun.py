@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from ansible_collections.auditron.dr.plugins.module_utils import journal, pgbackrest_restore
+from ansible_collections.auditron.dr.plugins.module_utils import pgbackrest_restore
 from lab import proc, servers
 from tests.conftest import REPO, VENV_BIN, ansible_env
 from tests.helpers.lab_db import query
@@ -203,60 +203,6 @@ def test_failover_failed_after_promotion_keeps_dr_writes_on_the_rerun(fault, lab
     failback_and_check(lab, run_playbook)
 
 
-@pytest.mark.fault("State left by an earlier, finished failover (no failback cleared it; empty incident_start, as "
-                   "the AWX survey sends) when the primary is lost again",
-                   "the journal is not continued (DR is a standby, not the primary it recorded): the fence and the "
-                   "promotion run; the name answers DR; no acknowledged row lost")
-def test_a_finished_journal_of_an_earlier_failover_does_not_skip_a_new_one(fault, lab, prepared, run_playbook):
-    ensure_standby(lab, run_playbook)
-    # The shape the state file had before the journal: a finished failover of last month.
-    write_journal(lab, json.dumps({"id": "20261107T031500Z", "incident_start": "", "fenced": True,
-                                   "fence": {"database": "stopped"}, "completed": True,
-                                   "database": {"mode": "warm", "recovery_point": "2026-11-07T03:14:00Z",
-                                                "timeline": 2}}))
-    _incident, acknowledged = kill_primary_once_dr_replayed_everything(lab)
-    run = run_playbook("failover.yml", extra_vars={"incident_start": "", "failover_backup_after": False})
-    assert run.rc == 0, run
-    flat = " ".join(run.stdout.split())
-    assert "says it finished but holds no evidence of its database step: a new failover" in flat, run
-    assert "database step: promote" in flat
-    now = read_journal(lab)
-    assert now["id"] != "20261107T031500Z" and now["steps"]["database"]["outcome"] == "done"
-    assert serves_from_dr(lab)
-    missing = rows_missing_at_dr(lab, acknowledged)
-    fault.saw("the old journal was not continued; DR promoted (journal %s, database step %s); %d missing of %d"
-              % (now["id"], now["steps"]["database"]["action"], missing, len(acknowledged)))
-    fault.lost(missing)
-    failback_and_check(lab, run_playbook)
-
-
-@pytest.mark.parametrize("kind", ["corrupt", "another cluster"])
-@pytest.mark.fault("A journal that cannot be read, or of another cluster, at the start of a failover",
-                   "one clear message naming the journal and why it is not continued; a new failover planned from "
-                   "DR as it is (check mode: nothing changed); no acknowledged row lost")
-def test_a_corrupt_or_foreign_journal_is_said_and_not_continued(fault, lab, prepared, run_playbook, kind):
-    ensure_standby(lab, run_playbook)
-    if kind == "corrupt":
-        write_journal(lab, '{"id": "20261201T000000Z", "fenced": tru')
-        said = "the journal in %s is not JSON" % journal_path(lab)
-    else:
-        foreign = journal.record(journal.new_journal("failover", "20261201T000000Z", ""), "database", "done",
-                                 {"after": {"role": "primary", "system_id": "7000000000000000001", "timeline": 9}},
-                                 update={"completed": True, "database": {"mode": "cold", "timeline": 9}})
-        write_journal(lab, json.dumps(foreign))
-        said = "says DR became a primary of system 7000000000000000001 on timeline 9, but DR is now a standby"
-    rows_before = set(query(lab, "primary", "SELECT id, at FROM %s" % PROBE))
-    run = run_playbook("failover.yml", check=True)
-    assert run.rc == 0, run
-    flat = " ".join(run.stdout.split())
-    assert said in flat and "a new failover" in flat, run
-    assert "database step: promote" in flat
-    assert query(lab, "dr", "SELECT pg_is_in_recovery()")[0][0] is True and dns_answer(lab) == [PRIMARY_ADDRESS]
-    lost = len(rows_before - set(query(lab, "primary", "SELECT id, at FROM %s" % PROBE)))
-    fault.saw("%s journal: '%s...'; DR still a standby, the name still at the primary" % (kind, said[:90]))
-    fault.lost(lost)
-    os.remove(journal_path(lab))
-
 
 # The start of each phase of failover.yml after activation, as its output shows it (the task that opens it).
 PHASE_STARTS = (("fence_primary", "TASK [Fence primary]"), ("restore_db", "TASK [Record that the database step starts"),
@@ -313,35 +259,5 @@ def test_failover_killed_at_the_start_of_each_phase(fault, lab, prepared, run_pl
                                                                    "; ".join(states)))
     fault.saw("the run after the last kill completed: DR serves; %d missing of %d acknowledged rows"
               % (missing, len(acknowledged)))
-    fault.lost(missing)
-    failback_and_check(lab, run_playbook)
-
-
-@pytest.mark.fault("Two failovers started together from different working directories (two controllers at once)",
-                   "one takes the recovery lock (a lease in the backup stores); the other is refused before it "
-                   "changes anything, naming the holder; the first completes; no acknowledged row lost")
-def test_two_failovers_at_once(fault, lab, prepared, run_playbook, tmp_path):
-    ensure_standby(lab, run_playbook)
-    incident, acknowledged = kill_primary_once_dr_replayed_everything(lab)
-    logs, runs = [], []
-    for index in range(2):
-        workdir = tmp_path / ("controller-%d" % index)
-        workdir.mkdir()
-        logs.append(workdir / "failover.log")
-        runs.append(failover_process({"incident_start": incident, "failover_backup_after": False}, logs[-1],
-                                     cwd=workdir))
-    for process in runs:
-        process.wait(900)
-    outputs = [" ".join(log.read_text().split()) for log in logs]
-    codes = [process.returncode for process in runs]
-    assert sorted(codes)[0] == 0 and sorted(codes)[1] != 0, (codes, [text[-2000:] for text in outputs])
-    refused = outputs[codes.index(sorted(codes)[1])]
-    assert "lock recovery is held by run failover-" in refused and "nothing was changed" in refused, refused[-3000:]
-    assert "Record that the database step starts" not in refused        # it stopped before any change
-    holder = refused.split("lock recovery is held by ", 1)[1].split(": nothing was changed", 1)[0]
-    fault.saw("exit codes %s; the second was refused: held by %s" % (codes, holder[:160]))
-    assert serves_from_dr(lab)
-    missing = rows_missing_at_dr(lab, acknowledged)
-    fault.saw("the first completed: DR serves; %d missing of %d acknowledged rows" % (missing, len(acknowledged)))
     fault.lost(missing)
     failback_and_check(lab, run_playbook)
