@@ -233,14 +233,17 @@ def _choose(journal, unreadable, world, run_id, incident_start, fresh, kind):
         kind, journal["id"], " (finished: its end still holds)" if journal.get("completed") else ""))
 
 
-def database_action(world, journal, requested_mode="auto", stanza_system_ids=None, replace_primary=False):
+def database_action(world, journal, requested_mode="auto", stanza_system_ids=None, replace_primary=False,
+                    check_mode=False):
     """What the failover's database step must do, from DR's database as it is now: (action, reason).
 
     promote: a standby (warm) is promoted; wait: a recovery a killed run started is let finish;
     restore: a cold or dead DR (or a primary of another cluster) is set aside and restored;
     keep: DR is already the primary this failover made (its writes since are kept);
-    refuse: DR is a primary of this system that no journal accounts for (restoring would discard
-    what it holds): nothing is changed unless replace_primary."""
+    refuse: DR is a primary of this system, or of a system the backups' could not be compared
+    with, that no journal accounts for (restoring would discard what it holds): nothing is
+    changed unless replace_primary; undecided: the same, in check mode before pgBackRest is
+    configured at DR (a real run reads the backups' system first)."""
     step = (journal.get("steps") or {}).get("database") or {}
     before = step.get("before") or {}
     role = world["role"]
@@ -271,6 +274,13 @@ def database_action(world, journal, requested_mode="auto", stanza_system_ids=Non
     if replace_primary:
         return "restore", ("DR's database is %s; failover_replace_dr_primary=true: it is set aside and restored"
                            % describe_world(world))
+    if not known and check_mode:
+        # pgBackRest is configured at DR by the real run, before it reads which system the backups
+        # are of: the plan can only say both outcomes.
+        return "undecided", (
+            "DR's database is %s and which system the backups are of is read only by a real run (after it configures "
+            "pgBackRest at DR): it restores DR if they are of another system, and refuses (nothing changed) if they are "
+            "of this one" % describe_world(world))
     return "refuse", (
         "failover.yml: nothing was changed. DR's database is already %s%s, and no journal of this failover says it "
         "made it so: restoring it would set aside every write it holds. If it serves, the failover is done; to "
@@ -315,7 +325,7 @@ def run(action, kind, path, locations=None, postgres=None, run_id=None, incident
                   "warnings": ["journal: " + reason] if unreadable else []}
         if world is not None:
             result["database_action"], result["database_reason"] = database_action(
-                world, chosen, requested_mode, stanza_system_ids, replace_primary)
+                world, chosen, requested_mode, stanza_system_ids, replace_primary, check_mode)
         return result
     if action == "write":
         if journal is None:

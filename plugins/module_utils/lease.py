@@ -55,8 +55,8 @@ def _epoch(value):
 
 
 def holder_text(holder):
-    return "run %s on %s (pid %s, %s) since %s" % (holder.get("run_id"), holder.get("host"), holder.get("pid"),
-                                                     holder.get("playbook") or "?", holder.get("since"))
+    return "run %s on %s (pid %s, %s) since %s" % (
+        holder.get("run_id"), holder.get("host"), holder.get("pid"), holder.get("playbook") or "?", holder.get("since"))
 
 
 class Lease(object):
@@ -196,7 +196,7 @@ def acquire(locations, name, holder, ttl=DEFAULT_TTL, wait=0, settle=DEFAULT_SET
                 lost_to = (lease.location.name, other)
         if all(verdict == "won" for verdict in verdicts):
             return {"token": token, "locations": [lease.location.name for lease in leases],
-                    "unreachable": unreachable, "waited_seconds": round(clock() - started, 1),
+                    "unreachable_locations": unreachable, "waited_seconds": round(clock() - started, 1),
                     "taken_over": expired}
         for lease in leases:
             try:
@@ -207,7 +207,7 @@ def acquire(locations, name, holder, ttl=DEFAULT_TTL, wait=0, settle=DEFAULT_SET
                 lost_to[1].get("pid") == holder.get("pid"):
             # The same ansible-playbook already holds it (failover.yml imports restore_files.yml):
             # the inner run goes on under the outer one's lease, and releases nothing.
-            return {"token": None, "locations": [], "unreachable": unreachable, "waited_seconds": 0.0,
+            return {"token": None, "locations": [], "unreachable_locations": unreachable, "waited_seconds": 0.0,
                     "taken_over": expired, "held_by_this_run": dict(lost_to[1])}
         window = (2 * settle + 1) if contention_window is None else contention_window
         contended = lost_to is not None and lost_to[1].get("older_by", 0) < window and contention < 20

@@ -98,7 +98,7 @@ locations:
   returned: when O(action) is acquire or release
   type: list
   elements: str
-unreachable:
+unreachable_locations:
   description: Locations that did not answer, with the reason.
   returned: when O(action=acquire)
   type: dict

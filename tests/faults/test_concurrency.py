@@ -72,8 +72,8 @@ def test_two_logical_backups_of_one_set_at_once(fault, lab, postgres, scratch_db
     # Lost: the copies of the two backups (one per location) that are not there, valid, after the race.
     missing = sum(len(places.params) - (len(listed.entry(backup_id).present_in) if backup_id in valid else 0)
                   for backup_id in made)
-    fault.saw("valid after the race: %s; copies missing: %d of %d" % (", ".join(valid) or "none", missing,
-                                                                       len(made) * len(places.params)))
+    fault.saw("valid after the race: %s; copies missing: %d of %d" % (
+        ", ".join(valid) or "none", missing, len(made) * len(places.params)))
     fault.lost(missing)
     assert valid == sorted(made), valid
 

@@ -177,7 +177,7 @@ def test_failover_failed_after_promotion_keeps_dr_writes_on_the_rerun(fault, lab
     assert query(lab, "dr", "SELECT pg_is_in_recovery()")[0][0] is False          # DR was promoted
     system_before = query(lab, "dr", "SELECT system_identifier::text FROM pg_control_system()")[0][0]
     between = set()
-    for _ in range(20):                                                             # DR takes writes between runs
+    for _write in range(20):                                                        # DR takes writes between runs
         row_id, at = query(lab, "dr", "INSERT INTO %s (at) VALUES (clock_timestamp()) RETURNING id, at" % PROBE)[0]
         between.add((row_id, at.isoformat()))
     fault.saw("first run failed at the DNS switch after promotion; %d rows written at DR before the re-run"
@@ -261,3 +261,4 @@ def test_failover_killed_at_the_start_of_each_phase(fault, lab, prepared, run_pl
               % (missing, len(acknowledged)))
     fault.lost(missing)
     failback_and_check(lab, run_playbook)
+

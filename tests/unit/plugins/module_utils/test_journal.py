@@ -131,6 +131,15 @@ def test_a_dr_primary_of_this_system_no_journal_accounts_for_is_refused_unless_r
                                    replace_primary=True)[0] == "restore"
 
 
+def test_in_check_mode_before_the_backups_system_is_known_the_plan_says_both_outcomes():
+    fresh = journal.new_journal("failover", "R", "")
+    action, why = journal.database_action(world("primary", COLD_DR_SYSTEM, 1), fresh, check_mode=True)
+    assert action == "undecided" and "restores DR if they are of another system, and refuses" in why
+    assert journal.database_action(world("primary", COLD_DR_SYSTEM, 1), fresh)[0] == "refuse"   # a real run
+    assert journal.database_action(world("primary", COLD_DR_SYSTEM, 1), fresh, stanza_system_ids=[STANZA_SYSTEM],
+                                   check_mode=True)[0] == "restore"
+
+
 def test_a_killed_restore_is_restored_again_while_dr_is_down_and_kept_once_it_finished():
     started = journal.record(journal.new_journal("failover", "R", ""), "database", "started",
                              {"action": "restore", "before": world("primary", COLD_DR_SYSTEM, 1)})
