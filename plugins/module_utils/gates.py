@@ -22,7 +22,7 @@ import os
 from ansible_collections.auditron.dr.plugins.module_utils import journal, pg, pginstance
 from ansible_collections.auditron.dr.plugins.module_utils.common import DRError, first_line
 
-ACTIONS = ("standby", "restore_files")
+ACTIONS = ("standby", "restore_files", "read")
 
 ROLE_QUERY = ("SELECT pg_is_in_recovery(), "
               "coalesce((SELECT status FROM pg_stat_wal_receiver), 'not streaming')")
@@ -154,9 +154,11 @@ def decide(action, caller, site, assessment, require_confirmation=True, confirme
     the confirmation is asked. restore_files: confirmation is needed when the site is the
     production site, serves, may serve (unknown), or is restored to an older point while its app
     answers. Check mode changes nothing, so it needs no confirmation, but still refuses a
-    replacement the real run would refuse."""
+    replacement the real run would refuse. read: never refuses (the caller decides on what was read)."""
     if action not in ACTIONS:
         raise DRError("gate action %s is not one of %s" % (action, ", ".join(ACTIONS)))
+    if action == "read":  # what the site is, for a caller that decides itself (failback's re-run)
+        return {"allowed": True, "refusal": "", "msg": "%s: %s" % (site, assessment["database"]["detail"])}
     head = "%s: nothing was changed." % caller
     database = assessment["database"]
     confirm_missing = require_confirmation and not confirmed and not check_mode

@@ -35,10 +35,12 @@ extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
 options:
   action:
-    description: What the run would do to the site.
+    description:
+      - What the run would do to the site. V(read) only reads and never refuses (the caller decides on RV(database),
+        RV(dns) and RV(app)).
     type: str
     required: true
-    choices: [standby, restore_files]
+    choices: [standby, restore_files, read]
   caller:
     description: The playbook or role that asks, the first words of the message.
     type: str

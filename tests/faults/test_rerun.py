@@ -86,15 +86,19 @@ def kill_primary_once_dr_replayed_everything(lab):
     return incident, acknowledged_rows(writer)
 
 
-def failover_process(extra_vars, log_path, cwd=REPO):
-    """failover.yml as a user starts it, in a process group of its own (so that the whole
+def playbook_process(playbook, extra_vars, log_path, cwd=REPO):
+    """`playbook` as a user starts it, in a process group of its own (so that the whole
     controller can be killed at once, as a closed terminal or a killed AWX job does)."""
     command = [str(VENV_BIN / "ansible-playbook"), "-i", str(REPO / "inventories" / "local"),
-               str(REPO / "playbooks" / "failover.yml"), "-e", json.dumps(extra_vars)]
-    log = open(log_path, "w")  # pylint: disable=consider-using-with
+               str(REPO / "playbooks" / playbook), "-e", json.dumps(extra_vars or {})]
     env = ansible_env({"AUDITRON_DR_REPORT_DIR": str(log_path) + ".d", "PYTHONUNBUFFERED": "1"})
-    return subprocess.Popen(command, cwd=str(cwd), env=env,
-                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    with open(log_path, "w") as log:
+        return subprocess.Popen(command, cwd=str(cwd), env=env, stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+
+
+def failover_process(extra_vars, log_path, cwd=REPO):
+    return playbook_process("failover.yml", extra_vars, log_path, cwd)
 
 
 def serves_from_dr(lab):
@@ -203,7 +207,6 @@ def test_failover_failed_after_promotion_keeps_dr_writes_on_the_rerun(fault, lab
     failback_and_check(lab, run_playbook)
 
 
-
 # The start of each phase of failover.yml after activation, as its output shows it (the task that opens it).
 PHASE_STARTS = (("fence_primary", "TASK [Fence primary]"), ("restore_db", "TASK [Record that the database step starts"),
                 ("restore_files", "PLAY [Restore file storage from the S3 backup]"),
@@ -211,21 +214,21 @@ PHASE_STARTS = (("fence_primary", "TASK [Fence primary]"), ("restore_db", "TASK 
                 ("deploy_app", "TASK [Deploy application]"), ("verify_switch", "TASK [Verify the app at DR"))
 
 
-def run_until(marker, extra_vars, log_path, timeout=600):
-    """failover.yml until its output shows `marker`, then SIGKILL to its whole process group.
+def run_until(marker, extra_vars, log_path, timeout=600, playbook="failover.yml"):
+    """`playbook` until its output shows `marker`, then SIGKILL to its whole process group.
     Returns what the output held (the run must not have ended before the marker)."""
-    first = failover_process(extra_vars, log_path)
+    running = playbook_process(playbook, extra_vars, log_path)
     try:
         deadline = time.monotonic() + timeout
         while marker not in log_path.read_text():
-            assert first.poll() is None, "the failover ended before %r: %s" % (marker, log_path.read_text()[-3000:])
+            assert running.poll() is None, "%s ended before %r: %s" % (playbook, marker, log_path.read_text()[-3000:])
             assert time.monotonic() < deadline, "no %r in %d s" % (marker, timeout)
             time.sleep(0.02)
-        os.killpg(first.pid, signal.SIGKILL)
-        first.wait(30)
+        os.killpg(running.pid, signal.SIGKILL)
+        running.wait(30)
     finally:
-        if first.poll() is None:
-            os.killpg(first.pid, signal.SIGKILL)
+        if running.poll() is None:
+            os.killpg(running.pid, signal.SIGKILL)
     return log_path.read_text()
 
 
@@ -255,10 +258,46 @@ def test_failover_killed_at_the_start_of_each_phase(fault, lab, prepared, run_pl
     assert query(lab, "dr", "SELECT system_identifier::text FROM pg_control_system()")[0][0] == system_id
     assert serves_from_dr(lab)
     missing = rows_missing_at_dr(lab, acknowledged)
-    fault.saw("killed at the start of %s; after each kill: %s" % (", ".join(p for p, _m in PHASE_STARTS),
-                                                                   "; ".join(states)))
+    fault.saw("killed at the start of %s; after each kill: %s" % (
+        ", ".join(p for p, _m in PHASE_STARTS), "; ".join(states)))
     fault.saw("the run after the last kill completed: DR serves; %d missing of %d acknowledged rows"
               % (missing, len(acknowledged)))
     fault.lost(missing)
     failback_and_check(lab, run_playbook)
 
+
+FAILBACK_PHASE_STARTS = (("stop_writes", "PLAY [Failback: stop writes at DR]"),
+                         ("rebuild_primary", "PLAY [Failback: rebuild the primary from DR's WAL]"),
+                         ("service_back", "PLAY [Failback: service back at the primary]"),
+                         ("dr_standby", "PLAY [Failback: DR becomes a standby again]"))
+
+
+@pytest.mark.fault("Failback killed (SIGKILL of the controller's process group) at the start of each phase in turn, "
+                   "each time run again",
+                   "each re-run finishes what the kill left: the name answers the primary, its app serves, every "
+                   "row DR held is at the primary (row for row), DR a streaming standby")
+def test_failback_killed_at_the_start_of_each_phase(fault, lab, prepared, run_playbook, tmp_path):
+    ensure_standby(lab, run_playbook)
+    incident, acknowledged = kill_primary_once_dr_replayed_everything(lab)
+    run = run_playbook("failover.yml", extra_vars={"incident_start": incident, "failover_backup_after": False})
+    assert run.rc == 0, run
+    servers.up(quiet=True)  # the primary site comes back (its old data)
+    between = set()
+    for _write in range(10):                                  # writes during the DR era
+        row_id, at = query(lab, "dr", "INSERT INTO %s (at) VALUES (clock_timestamp()) RETURNING id, at" % PROBE)[0]
+        between.add((row_id, at.isoformat()))
+    states = []
+    for phase, marker in FAILBACK_PHASE_STARTS:
+        run_until(marker, {}, tmp_path / ("failback-killed-at-%s.log" % phase), playbook="failback.yml")
+        states.append("%s: name %s" % (phase, ",".join(dns_answer(lab))))
+    final = run_playbook("failback.yml")
+    fault.saw("failback killed at the start of %s; after each kill: %s" % (
+        ", ".join(p for p, _m in FAILBACK_PHASE_STARTS), "; ".join(states)))
+    assert final.rc == 0, final
+    assert dns_answer(lab) == [PRIMARY_ADDRESS] and app_at(lab, PRIMARY_ADDRESS)["site"] == "primary"
+    held = set((row_id, at.isoformat()) for row_id, at in query(lab, "primary", "SELECT id, at FROM %s" % PROBE))
+    missing = len((acknowledged | between) - held)
+    fault.saw("the run after the last kill completed; %d missing at the primary of %d acknowledged rows"
+              % (missing, len(acknowledged | between)))
+    fault.lost(missing)
+    assert query(lab, "dr", "SELECT pg_is_in_recovery()")[0][0] is True

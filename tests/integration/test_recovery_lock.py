@@ -1,7 +1,8 @@
 """The recovery lock across controllers (roles/recovery_lock, plugins/module_utils/lease.py) in the
 lab's backup stores (rclone's S3, which ignores conditional writes): while another controller
 holds it, every recovery and destructive playbook is refused before its first change, naming the
-holder (recover_deleted.yml takes it the same way, after it found rows to recover: not run here); a holder that stopped renewing is taken over once its lease expired, and the run says so.
+holder (recover_deleted.yml takes it the same way, once it found rows to recover: not run here);
+a holder that stopped renewing is taken over once its lease expired, and the run says so.
 (Two failovers at once, and a killed one run again, are in tests/faults/test_rerun.py.)"""
 
 import time
@@ -42,8 +43,8 @@ RUNS = [
 
 
 @pytest.mark.parametrize("playbook,extra", RUNS, ids=[name for name, _extra in RUNS])
-def test_a_recovery_run_is_refused_while_another_controller_holds_the_lock(lab, run_playbook, held_elsewhere,
-                                                                          playbook, extra):
+def test_a_recovery_run_is_refused_while_another_controller_holds_the_lock(
+        lab, run_playbook, held_elsewhere, playbook, extra):
     before = (query(lab, "dr", "SELECT pg_is_in_recovery(), (SELECT status FROM pg_stat_wal_receiver)")[0],
               query(lab, "primary", "SELECT pg_is_in_recovery()")[0])
     listed = sorted(info.key for store in held_elsewhere for info in store.list("") if not info.key.startswith("runs/"))
@@ -65,8 +66,8 @@ def test_a_lease_that_stopped_renewing_is_taken_over_once_expired_and_said(lab, 
     stores = backup_stores(lab)
     lease.acquire(stores, "recovery", OTHER, ttl=3, settle=0.2, contention_window=0)
     time.sleep(4)
-    run = run_playbook("prune_backups.yml", extra_vars={"auditron_dr_prune_confirm": True,
-                                                       "auditron_dr_prune_logical": False})
+    run = run_playbook("prune_backups.yml",
+                       extra_vars={"auditron_dr_prune_confirm": True, "auditron_dr_prune_logical": False})
     assert run.rc == 0, run
     flat = " ".join(run.output.split())
     assert "took over the expired lease of run failover-20261208T010000Z on controller-b.example" in flat, run

@@ -218,3 +218,10 @@ def test_gate_raises_the_one_message_with_what_it_saw():
                          connect=lambda _p: FakeConn((False, "not streaming")),
                          zone_factory=lambda _p: FakeZone(["127.0.0.12"]))
     assert allowed["allowed"] and not allowed["serving"]
+
+
+def test_read_never_refuses_and_says_what_the_site_is():
+    assessment = {"database": {"state": "stopped", "receiver": None, "detail": "not running (refused)"},
+                  "serving": True, "reasons": ["the name answers it"], "unknown": ["app"]}
+    decision = gates.decide("read", "failback.yml", "DR (dr)", assessment, require_confirmation=True)
+    assert decision == {"allowed": True, "refusal": "", "msg": "DR (dr): not running (refused)"}
