@@ -162,7 +162,8 @@ def test_restore_files_into_dr_before_it_serves_needs_no_confirmation(lab, file_
     """failover.yml's import: target_site=dr, as_of=latest, DR's database promoted (a primary),
     its app up (the lab keeps one), the failover in progress, the name still at the primary."""
     dr_files = bucket(lab, "dr")
-    with dr_as_primary(lab), failover_recorded(lab, '{"fenced": true}\n'), one_object_changed(dr_files) as key:
+    in_progress = '{"id": "20261208T000000Z", "fenced": true}\n'
+    with dr_as_primary(lab), failover_recorded(lab, in_progress), one_object_changed(dr_files) as key:
         run = run_playbook("restore_files.yml", extra_vars=dict(GATED, target_site="dr", as_of="latest"))
         assert run.rc == 0, run
         assert listing(dr_files), "restored from the backup"
@@ -264,7 +265,8 @@ ROLE_GATE_PLAYBOOK = """---
 
 @contextlib.contextmanager
 def failover_recorded(lab, content):
-    """DR's failover state file holds `content` for the block; as it was after it."""
+    """DR's failover run journal (journal.py's format: a run id at least) holds `content` for the
+    block; as it was after it."""
     state = os.path.join(lab["lab"]["dir"], "state", "failover.json")
     kept = open(state).read() if os.path.exists(state) else None
     os.makedirs(os.path.dirname(state), exist_ok=True)
@@ -284,7 +286,8 @@ def failover_recorded(lab, content):
 def failover_completed_and_dr_stopped(lab):
     """DR as failback.yml leaves it before its last step: a failover to it recorded as completed,
     its database a primary, stopped. Its state file and its cluster come back after."""
-    with dr_as_primary(lab), failover_recorded(lab, '{"completed": true, "fenced": true}\n'):
+    completed = '{"id": "20261208T000000Z", "completed": true, "fenced": true}\n'
+    with dr_as_primary(lab), failover_recorded(lab, completed):
         data_dir = lab["sites"]["dr"]["postgres"]["data_dir"]
         servers.stop_cluster(data_dir)
         try:
