@@ -12,6 +12,7 @@ import pytest
 
 from ansible_collections.auditron.dr.plugins.module_utils import journal, lease
 from ansible_collections.auditron.dr.plugins.module_utils.storage import location_from_params
+from lab import servers
 from tests.faults.test_rerun import (failover_process, journal_path, kill_primary_once_dr_replayed_everything,
                                      read_journal, rows_missing_at_dr, serves_from_dr, write_journal)
 from tests.helpers import faults
@@ -21,6 +22,15 @@ from tests.integration.test_scenario_2 import (  # noqa: F401 pylint: disable=un
     PROBE, dns_answer, ensure_standby, failback_and_check, prepared)
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def lab_as_found(lab):
+    """The next test file on this worker finds every lab process up: what the failbacks here
+    leave stopped (DR's app) is started again."""
+    yield
+    servers.up(quiet=True)
+
 
 PRIMARY_ADDRESS = "127.0.0.11"
 

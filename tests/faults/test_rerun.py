@@ -28,6 +28,15 @@ from tests.integration.test_scenario_2 import (  # noqa: F401 pylint: disable=un
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
 
+
+@pytest.fixture(scope="module", autouse=True)
+def lab_as_found(lab):
+    """The next test file on this worker finds every lab process up: what the failbacks here
+    leave stopped (DR's app) is started again."""
+    yield
+    servers.up(quiet=True)
+
+
 DR_ADDRESS, PRIMARY_ADDRESS = "127.0.0.12", "127.0.0.11"
 
 
