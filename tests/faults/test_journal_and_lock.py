@@ -11,32 +11,17 @@ import time
 import pytest
 
 from ansible_collections.auditron.dr.plugins.module_utils import journal, lease
-from ansible_collections.auditron.dr.plugins.module_utils.storage import location_from_params
-from lab import servers
-from tests.faults.test_rerun import (failover_process, journal_path, kill_primary_once_dr_replayed_everything,
-                                     read_journal, rows_missing_at_dr, serves_from_dr, write_journal)
-from tests.helpers import faults
+# lab_as_found: autouse, every lab process up again at the end of the file.
+from tests.faults.test_rerun import (  # noqa: F401 pylint: disable=unused-import
+    PRIMARY_ADDRESS, failover_process, journal_path, kill_primary_once_dr_replayed_everything, lab_as_found,
+    read_journal, rows_missing_at_dr, serves_from_dr, write_journal)
 from tests.helpers.lab_db import query
+from tests.integration.test_recovery_lock import backup_stores
 # `prepared`: a full physical backup, the files and a configuration bundle, as scenario 2 makes them.
 from tests.integration.test_scenario_2 import (  # noqa: F401 pylint: disable=unused-import
     PROBE, dns_answer, ensure_standby, failback_and_check, prepared)
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def lab_as_found(lab):
-    """The next test file on this worker finds every lab process up: what the failbacks here
-    leave stopped (DR's app) is started again."""
-    yield
-    servers.up(quiet=True)
-
-
-PRIMARY_ADDRESS = "127.0.0.11"
-
-
-def backup_stores(lab):
-    return [location_from_params(faults.s3_params(lab, region, "")) for region in ("us-east-1", "eu-west-1")]
 
 
 @pytest.mark.fault("State left by an earlier, finished failover (no failback cleared it; empty incident_start, as "
